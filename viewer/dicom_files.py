@@ -6,6 +6,7 @@ file and almost no memory; pixels are decoded later, one frame at a time, when s
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -15,6 +16,9 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+
+# pydicom logs what it finds odd in a file, values included; patient data never goes to logs.
+logging.getLogger("pydicom").setLevel(logging.CRITICAL)
 
 #: The Media Storage Directory SOP Class: a DICOMDIR, an index of other files.
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
@@ -55,6 +59,8 @@ def read_header(path: Path) -> Dataset:
                 dataset = pydicom.dcmread(path, stop_before_pixels=True, force=True)
                 if not any(keyword in dataset for keyword in ("SOPClassUID", "Modality", "Rows")):
                     raise DicomReadError("not a DICOM file") from None
+            # pydicom converts values on first access; do it now, while its warnings are muted.
+            dataset.walk(lambda _dataset, _element: None)
         except DicomReadError:
             raise
         except (MemoryError, KeyboardInterrupt):

@@ -1,0 +1,50 @@
+"""A check of files and folders without Qt or torch: what each image is, or why it fails.
+
+Used by ``python main.py info``; a quick way for a PACS administrator or a script to learn
+what a folder holds and whether Lightbox can show it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from viewer.dicom_files import DicomReadError, ReadError, read_headers
+from viewer.dicom_image import file_windows, load_frame
+from viewer.dicom_series import Frame, frame_count
+
+
+def describe_file(frame: Frame) -> dict[str, Any]:
+    """One image record: size, kind, the file's window and the first frame's value range.
+
+    The range is taken after the modality LUT, so for CT it is in HU; raises
+    ``DicomReadError`` when the pixels cannot be decoded.
+    """
+    header = frame.header
+    image = load_frame(frame)
+    values = image.modality_values()
+    windows = file_windows(frame)
+    return {
+        "path": str(frame.path),
+        "rows": frame.rows,
+        "columns": frame.columns,
+        "frames": frame_count(header),
+        "modality": str(header.get("Modality", "") or ""),
+        "photometric": image.photometric,
+        "window": [windows[0].center, windows[0].width] if windows else None,
+        "min": values.min().item(),
+        "max": values.max().item(),
+    }
+
+
+def inspect_paths(paths: Iterable[Path | str]) -> tuple[list[dict[str, Any]], list[ReadError]]:
+    """Image records for every readable file under ``paths``, and an error for every other."""
+    headers, errors = read_headers(paths)
+    images = []
+    for header in headers:
+        try:
+            images.append(describe_file(Frame(header.path, 0, header.dataset)))
+        except DicomReadError as error:
+            errors.append(ReadError(header.path, str(error)))
+    return images, errors
