@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
+import pydicom.config
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 # pydicom logs what it finds odd in a file, values included; patient data never goes to logs.
 logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+# A viewer shows what it can of imperfect files: values that break a VR's rules are kept as
+# they are, without a warning each time one is read (pydicom converts values lazily, on access).
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 #: The Media Storage Directory SOP Class: a DICOMDIR, an index of other files.
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
@@ -59,8 +63,6 @@ def read_header(path: Path) -> Dataset:
                 dataset = pydicom.dcmread(path, stop_before_pixels=True, force=True)
                 if not any(keyword in dataset for keyword in ("SOPClassUID", "Modality", "Rows")):
                     raise DicomReadError("not a DICOM file") from None
-            # pydicom converts values on first access; do it now, while its warnings are muted.
-            dataset.walk(lambda _dataset, _element: None)
         except DicomReadError:
             raise
         except (MemoryError, KeyboardInterrupt):

@@ -1,0 +1,82 @@
+"""Time to the first image of a 300-slice CT folder, against reading the folder whole.
+
+Lightbox reads every header without pixel data, sorts the slices and decodes only the slice it
+shows. The reference is the plain pydicom approach of a script or a simple viewer: read every
+file with its pixels, then sort. Both run alternately on the same folder (written once with
+the test factory, 512 x 512 slices), and the peak Python memory of each is reported too.
+
+    .venv/bin/python benchmarks/first_image.py [--slices 300] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pydicom  # noqa: E402
+
+from tests.dicom_factory import write_ct_series  # noqa: E402
+from viewer.dicom_image import FrameCache  # noqa: E402
+from viewer.dicom_series import open_paths  # noqa: E402
+
+
+def lightbox_first_image(folder: Path) -> None:
+    """Headers, grouping and sorting, then the first slice decoded and rendered."""
+    (series,) = open_paths([folder]).all_series()
+    image = FrameCache().get(series.frames[0])
+    image.render(image.default_voi(), image.inverted_by_default)
+
+
+def read_everything(folder: Path) -> None:
+    """The reference: every file read with its pixels, then sorted by position."""
+    datasets = [pydicom.dcmread(path) for path in sorted(folder.iterdir())]
+    for dataset in datasets:
+        dataset.pixel_array  # noqa: B018 - decoding is the point
+    datasets.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))
+
+
+def seconds(function, folder: Path) -> float:
+    """Wall time of one call."""
+    started = time.perf_counter()
+    function(folder)
+    return time.perf_counter() - started
+
+
+def peak_mib(function, folder: Path) -> float:
+    """Peak memory Python allocated during one call; traced apart, as tracing slows it."""
+    tracemalloc.start()
+    function(folder)
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        write_ct_series(folder, args.slices, rows=512, cols=512)
+        ours, theirs = [], []
+        for _ in range(args.repeats):
+            ours.append(seconds(lightbox_first_image, folder))
+            theirs.append(seconds(read_everything, folder))
+        ours_mib, theirs_mib = peak_mib(lightbox_first_image, folder), peak_mib(read_everything, folder)
+    ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
+    print(f"{args.slices} CT slices of 512 x 512, median of {args.repeats} alternating runs")
+    print(f"  Lightbox, first image shown:  {ours_s:6.3f} s, peak {ours_mib:7.1f} MiB")
+    print(f"  pydicom, read all then sort:  {theirs_s:6.3f} s, peak {theirs_mib:7.1f} MiB")
+    print(f"  ratio Lightbox / read-all:    {ours_s / theirs_s:6.3f} in time, {ours_mib / theirs_mib:6.3f} in memory")
+
+
+if __name__ == "__main__":
+    main()
