@@ -1,0 +1,129 @@
+"""What every explanation method shares: updates, cancellation and batched scoring.
+
+A method is a generator of :class:`Update`: each one a fresh heatmap that is an honest estimate
+of the final one, how far the work has come, and whether it is done. The caller (a Qt worker,
+the command line, a test) decides what to do with them; the method never knows who listens.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from explain.model_file import LoadedModel
+
+#: Largest batch tried on the CPU: beyond this, throughput no longer grows and memory does.
+CPU_MAX_BATCH = 64
+#: Largest batch tried on a GPU; out-of-memory halves it.
+GPU_MAX_BATCH = 512
+
+
+@dataclass(frozen=True, eq=False)
+class Update:
+    """One step of an explanation; never changed after it is made.
+
+    ``heatmap`` is float32 on the model's input grid ``(height, width)``, NaN where nothing is
+    known yet. ``attribution`` is the full ``(channels, height, width)`` result as Captum
+    defines it for the method, present on the final update. ``figures`` holds numbers the
+    method reports beside its map (the score explained, a fit, a completeness gap).
+    """
+
+    heatmap: np.ndarray
+    progress: float
+    final: bool
+    evaluations: int
+    attribution: np.ndarray | None = None
+    figures: Mapping[str, float] = field(default_factory=dict)
+
+
+class CancelToken:
+    """A thread-safe flag the GUI sets and the method checks once per batch.
+
+    A flag rather than a Qt slot: while the generator runs, its thread has no event loop
+    turning, so a queued cancel signal would only arrive after the work was done.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for the device running out of memory, which a smaller batch can avoid."""
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+class BatchScorer:
+    """Scores perturbed inputs in batches on the model's device, tuning the batch size as it goes.
+
+    The batch size starts at one, so the first partial map comes after a single forward pass,
+    and doubles while the throughput grows by more than a tenth. Every trial batch is real work
+    that counts toward the result; none is spent on measuring alone. Out-of-memory halves it.
+    """
+
+    def __init__(
+        self, model: LoadedModel, target: int, cancel: CancelToken | None = None, batch_size: int | None = None
+    ) -> None:
+        self.model = model
+        self.target = target
+        self.cancel = cancel or CancelToken()
+        self.fixed = batch_size is not None
+        gpu = model.device.type != "cpu"
+        self.max_batch = 1 if not model.batched else (batch_size or (GPU_MAX_BATCH if gpu else CPU_MAX_BATCH))
+        self.size = 1 if not model.batched else (batch_size or 1)
+        self.evaluations = 0
+
+    def score(self, batch: torch.Tensor) -> np.ndarray:
+        """The target probability of each input, as float64 on the host."""
+        with torch.inference_mode():
+            scores = self.model.probabilities(batch)[:, self.target]
+        self.evaluations += len(batch)
+        return scores.detach().to("cpu", torch.float64).numpy()
+
+    def run(self, count: int, make_batch: Callable[[int, int], torch.Tensor]) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, scores)`` for inputs ``start ..`` in order until all ``count`` are scored.
+
+        ``make_batch(start, stop)`` builds the inputs on the device. Stops quietly when the
+        cancel token is set, at the latest one batch after it was.
+        """
+        start, best_rate, growing = 0, 0.0, not self.fixed
+        while start < count:
+            if self.cancel.cancelled:
+                return
+            stop = min(start + self.size, count)
+            began = time.perf_counter()
+            try:
+                scores = self.score(make_batch(start, stop))
+            except RuntimeError as error:
+                if not is_out_of_memory(error) or self.size == 1:
+                    raise
+                self.size, self.max_batch, growing = self.size // 2, self.size // 2, False
+                if self.model.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            rate = (stop - start) / max(time.perf_counter() - began, 1e-9)
+            yield start, scores
+            if growing and stop - start == self.size:
+                if rate > best_rate * 1.1 and self.size < self.max_batch:
+                    best_rate, self.size = rate, min(self.size * 2, self.max_batch)
+                else:
+                    growing = False
+                    if rate < best_rate:
+                        self.size = max(self.size // 2, 1)
+            start = stop
+
+
+def model_device_input(x: torch.Tensor, model: LoadedModel) -> torch.Tensor:
+    """The model input on the model's device, once, so that batches are built there."""
+    return x.to(model.device, torch.float32).contiguous()

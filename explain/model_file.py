@@ -1,0 +1,137 @@
+"""Loading a user's model: a ``torch.export`` archive (``NAME.pt2``) with its card (``NAME.json``).
+
+A ``.pt2`` file is a zip archive. Most of it is data (a JSON graph, raw tensor bytes), but
+parts of it may be pickles, and the archive loader unpickles some of them with
+``weights_only=False``, which runs whatever code the file carries. So before the archive is
+loaded, every pickled member must load with ``torch.load(weights_only=True)``; members that can
+only be unpickled in full (custom or opaque objects) or that hold compiled code are refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from explain.model_card import ModelCard, ModelCardError
+
+#: Folders inside an archive that hold native code or another runtime's program, never data.
+CODE_FOLDERS = ("data/aotinductor/", "data/executorch/", "data/mtia")
+#: Prefixes of constants that the loader can only restore by full unpickling.
+UNSAFE_CONSTANT_PREFIXES = ("custom_obj_", "opaque_obj_")
+
+
+class ModelLoadError(Exception):
+    """The model cannot be used; the message is one plain line for the user."""
+
+
+def card_path(model_path: Path) -> Path:
+    """The card lies beside the model, with the same name."""
+    return Path(model_path).with_suffix(".json")
+
+
+def _pickled_members(archive: zipfile.ZipFile) -> list[str]:
+    """Members the loader would unpickle: sample inputs, legacy weights, pickled payloads."""
+    names = archive.namelist()
+    members = [n for n in names if n.endswith(".pt") and "/data/" in f"/{n}"]
+    for config_name in (n for n in names if n.endswith(("_weights_config.json", "_constants_config.json"))):
+        folder = config_name.rsplit("/", 1)[0]
+        try:
+            config = json.loads(archive.read(config_name)).get("config", {})
+        except (json.JSONDecodeError, AttributeError):
+            raise ModelLoadError("the model archive has a malformed weights index") from None
+        for payload in config.values():
+            path_name = str(payload.get("path_name", ""))
+            if path_name.startswith(UNSAFE_CONSTANT_PREFIXES):
+                raise ModelLoadError("the model archive holds Python objects that would run code when loaded; refused")
+            if payload.get("use_pickle"):
+                members.append(f"{folder}/{path_name}")
+    return members
+
+
+def check_archive(path: Path) -> None:
+    """Refuse an archive unless everything in it loads without running code."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile):
+        raise ModelLoadError(f"{Path(path).name} is not a torch.export archive (.pt2)") from None
+    with archive:
+        names = archive.namelist()
+        if not any("/models/" in f"/{n}" and n.endswith(".json") for n in names):
+            raise ModelLoadError(f"{Path(path).name} holds no exported program; save it with torch.export.save")
+        if any(f"/{folder}" in f"/{n}" for n in names for folder in CODE_FOLDERS):
+            raise ModelLoadError("the model archive holds compiled code; export it with torch.export.save alone")
+        for member in _pickled_members(archive):
+            try:
+                torch.load(io.BytesIO(archive.read(member)), weights_only=True, map_location="cpu")
+            except Exception:  # noqa: BLE001 - any refusal by the safe unpickler means unsafe
+                raise ModelLoadError(
+                    f"the model archive's {member.rsplit('/', 1)[-1]} is not plain weights "
+                    "(it would run code when loaded); refused"
+                ) from None
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A checked model on a device, and the card that says how to use it."""
+
+    card: ModelCard
+    module: torch.nn.Module
+    device: torch.device
+    batched: bool
+    path: Path | None = None
+
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Probabilities ``(N, labels)`` for a batch already on the model's device."""
+        logits = self.module(batch)
+        if self.card.activation == "softmax":
+            return torch.softmax(logits, dim=1)
+        return torch.sigmoid(logits)
+
+
+def _check_outputs(module: torch.nn.Module, card: ModelCard, device: torch.device) -> bool:
+    """Run the model on blank inputs: one label per output, and is the batch size free?
+
+    Exported programs fix every dimension not declared dynamic; a model exported with a batch
+    of one is still usable, one image at a time.
+    """
+    spec = card.input
+    shape = (spec.channels, spec.height, spec.width)
+    try:
+        with torch.inference_mode():
+            single = module(torch.zeros((1, *shape), device=device))
+    except Exception as error:  # noqa: BLE001 - the user's graph may raise anything
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(f"the model does not accept a {shape} input as its card says: {first_line[:160]}") from None
+    if not isinstance(single, torch.Tensor) or tuple(single.shape) != (1, len(card.labels)):
+        got = tuple(single.shape) if isinstance(single, torch.Tensor) else type(single).__name__
+        raise ModelLoadError(f"the model gives outputs of shape {got}; its card names {len(card.labels)} labels")
+    try:
+        with torch.inference_mode():
+            module(torch.zeros((2, *shape), device=device))
+    except Exception:  # noqa: BLE001 - a static batch of one is not an error
+        return False
+    return True
+
+
+def load_model(path: Path, device: torch.device, card: ModelCard | None = None) -> LoadedModel:
+    """Check, load and validate a model; ``ModelLoadError`` with one line when it cannot be used."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"no model file at {path}")
+    try:
+        card = card or ModelCard.read(card_path(path))
+    except ModelCardError as error:
+        raise ModelLoadError(str(error)) from None
+    check_archive(path)
+    try:
+        program = torch.export.load(str(path))
+        module = program.module().to(device)
+    except Exception as error:  # noqa: BLE001 - a damaged archive may raise anything
+        raise ModelLoadError(f"cannot load {path.name}: {str(error).strip().splitlines()[0][:160]}") from None
+    batched = _check_outputs(module, card, device)
+    return LoadedModel(card, module, device, batched, path)

@@ -1,0 +1,68 @@
+"""Small models built and exported in the tests, so every expected answer is known."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from explain.model_card import ModelCard
+
+
+def card_for(height: int, width: int, channels: int = 1, labels: tuple[str, ...] = ("normal", "finding"),
+             activation: str = "softmax") -> ModelCard:
+    return ModelCard.from_dict({
+        "name": "Test model", "labels": list(labels), "activation": activation,
+        "input": {"height": height, "width": width, "channels": channels,
+                  "mean": [0.5] * channels, "std": [0.25] * channels},
+        "window": None,
+    })
+
+
+class SmallCnn(torch.nn.Module):
+    """A seeded convolutional classifier: strided convolutions, ReLU, pooling, a linear head."""
+
+    def __init__(self, channels: int = 1, labels: int = 2, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(channels, 8, 5, stride=2, padding=2), torch.nn.ReLU(),
+            torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, labels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+class RegionDetector(torch.nn.Module):
+    """Says "finding" exactly as much as a known box of the input is bright.
+
+    The logit is the mean of the box minus a constant, so hiding any part of the box lowers
+    the finding's probability and nothing outside the box matters: the right answer is known.
+    """
+
+    def __init__(self, box: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        self.box = box
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, bottom, left, right = self.box
+        evidence = x[:, :, top:bottom, left:right].mean(dim=(1, 2, 3))
+        return torch.stack([torch.zeros_like(evidence), 4.0 * evidence - 2.0], dim=1)
+
+
+def export_model(module: torch.nn.Module, card: ModelCard, folder: Path, name: str = "model",
+                 dynamic_batch: bool = True) -> Path:
+    """Export with ``torch.export`` and write the card beside it; returns the ``.pt2`` path."""
+    spec = card.input
+    module = module.eval()
+    example = torch.randn(2 if dynamic_batch else 1, spec.channels, spec.height, spec.width)
+    shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
+    program = torch.export.export(module, (example,), dynamic_shapes=shapes)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.pt2"
+    torch.export.save(program, str(path))
+    path.with_suffix(".json").write_text(json.dumps(card.to_dict()))
+    return path
