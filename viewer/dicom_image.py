@@ -173,6 +173,17 @@ class FrameImage:
         choices = self.voi_choices()
         return choices[0] if choices else None
 
+    def unit_values(self, voi: Voi | None, invert: bool) -> np.ndarray:
+        """Grey values in [0, 1] after the VOI and any inversion, in float32 for a model.
+
+        Unlike :meth:`render` this keeps full precision: a model sees the window's values,
+        not the 256 grey levels of the screen.
+        """
+        if self.is_colour:
+            raise TypeError("a colour frame has no grey values for a model")
+        unit = (voi or self.grey.auto_window()).to_unit(self.modality_values())
+        return (1.0 - unit if invert else unit).astype(np.float32)
+
     def render(self, voi: Voi | None, invert: bool) -> np.ndarray:
         """8-bit pixels to show: ``(rows, columns)`` grey or ``(rows, columns, 3)`` RGB."""
         if self.is_colour:

@@ -1,0 +1,33 @@
+"""``python main.py info``: a check of files and folders that needs neither Qt nor torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from viewer.dicom_info import inspect_paths
+
+
+def info_command(argv: Sequence[str]) -> int:
+    """Describe each image under the paths; exit 0 if anything was read, 2 if nothing was."""
+    parser = argparse.ArgumentParser(prog="main.py info", description="Check DICOM files and folders.")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or DICOMDIRs")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    args = parser.parse_args(argv)
+    images, errors = inspect_paths(args.paths)
+    if args.json:
+        document = {"images": images, "errors": [{"path": str(e.path), "error": e.error} for e in errors]}
+        print(json.dumps(document, indent=2))
+    else:
+        for image in images:
+            window = "W/L none" if image["window"] is None else "W {1:g} L {0:g}".format(*image["window"])
+            print(
+                f"{image['path']}: {image['modality'] or '?'} {image['columns']}x{image['rows']}"
+                f" x{image['frames']} {image['photometric']} {window}"
+                f" range {image['min']:g}..{image['max']:g}"
+            )
+        for error in errors:
+            print(f"{error.path}: error: {error.error}", file=sys.stderr)
+    return 0 if images else 2

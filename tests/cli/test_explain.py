@@ -1,0 +1,94 @@
+"""``python main.py explain``: JSON lines as they happen, the .npz contract, clear failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from explain.model_file import load_model
+from explain.occlusion import OcclusionParams, occlusion
+from tests import dicom_factory as factory
+from tests.model_factory import RegionDetector, card_for, export_model
+from viewer.dicom_image import load_frame
+from viewer.dicom_model_input import frame_model_input
+from viewer.dicom_series import open_paths
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def explain(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), "explain", *args],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("explain")
+    model = export_model(RegionDetector((8, 24, 30, 50)), card_for(48, 64), folder)
+    image = factory.write_radiograph(folder / "dx.dcm", rows=120, cols=200, photometric="MONOCHROME1")
+    return model, image
+
+
+def test_json_lines_and_npz(case, tmp_path):
+    model, image = case
+    out = tmp_path / "result.npz"
+    result = explain(str(image), "--model", str(model), "--method", "occlusion", "--window", "8", "--stride", "4",
+                     "--baseline", "mean", "--json", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) > 2
+    assert [line["progress"] for line in lines] == sorted(line["progress"] for line in lines)
+    assert [line["final"] for line in lines] == [False] * (len(lines) - 1) + [True]
+    assert all(b["elapsed"] >= a["elapsed"] for a, b in zip(lines, lines[1:]))
+    final = lines[-1]
+    assert final["target"] == "finding" and final["target_index"] == 1 and 0 < final["score"] < 1
+
+    saved = np.load(out)
+    loaded = load_model(model, torch.device("cpu"))
+    x = frame_model_input(load_frame(open_paths([image]).all_series()[0].frames[0]), loaded.card)
+    np.testing.assert_array_equal(saved["model_input"], x.numpy())
+    expected = list(occlusion(loaded, x, 1, OcclusionParams(8, 4, "mean")))[-1]
+    np.testing.assert_allclose(saved["attribution"], expected.attribution, rtol=1e-6, atol=1e-9)
+    assert saved["attribution"].dtype == np.float32 and saved["attribution"].shape == (1, 48, 64)
+    assert saved["heatmap"].shape == (120, 200) and saved["heatmap"].dtype == np.float32
+    assert int(saved["target"]) == 1 and float(saved["score"]) == pytest.approx(final["score"])
+    # The heat lies where the model looks, carried back onto the image's own pixels.
+    rows, columns = np.unravel_index(np.nanargmax(saved["heatmap"]), saved["heatmap"].shape)
+    assert 8 * 120 / 48 - 3 <= rows <= 24 * 120 / 48 + 3 and 30 * 200 / 64 - 3 <= columns <= 50 * 200 / 64 + 3
+
+
+def test_png_overlay(case, tmp_path):
+    from skimage.io import imread
+
+    model, image = case
+    out = tmp_path / "overlay.png"
+    assert explain(str(image), "--model", str(model), "--out", str(out)).returncode == 0
+    picture = imread(out)
+    assert picture.shape == (120, 200, 3)
+    red_minus_blue = picture[..., 0].astype(int) - picture[..., 2].astype(int)
+    assert red_minus_blue[10:24, 100:150].mean() > red_minus_blue[80:, :].mean() + 20, "heat is drawn over the box"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "/nonexistent/model.pt2"], "no model file"),
+    (["--target", "pneumonia"], "unknown target"),
+    (["--baseline", "zero"], "invalid parse_baseline value"),
+])
+def test_failures_are_one_line(case, args, message):
+    model, image = case
+    result = explain(str(image), "--model", str(model), *args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_not_a_dicom_file(case, tmp_path):
+    model, _ = case
+    junk = factory.write_junk(tmp_path / "junk.dcm")
+    result = explain(str(junk), "--model", str(model))
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {junk}: not a DICOM file"
