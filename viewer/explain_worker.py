@@ -1,0 +1,154 @@
+"""Running an explanation in a background thread and handing its updates to the GUI.
+
+The adapter is thin on purpose: the engine knows nothing of Qt, the worker only turns updates
+into signals, and the controller on the GUI side keeps order. Every request is a frozen snapshot
+tagged with a generation number; an update from an older generation (the user moved to another
+image, series or model meanwhile) is dropped, so a stale map never lands on the wrong image.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+
+from explain.engine import CancelToken, Update
+from explain.methods import METHODS
+from explain.model_file import LoadedModel
+
+#: How often the overlay may be redrawn while updates stream in; later updates replace earlier.
+REDRAW_INTERVAL_MS = 50
+
+
+@dataclass(frozen=True, eq=False)
+class ExplainRequest:
+    """Everything the worker needs, gathered on the GUI thread; the worker never reads a widget."""
+
+    generation: int
+    method: str
+    params: Any
+    model: LoadedModel
+    model_input: torch.Tensor
+    target: int
+    batch_size: int | None = None
+
+
+def engine_threads() -> int:
+    """Threads for torch: all cores but one, so the GUI thread is never starved."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class ExplainWorker(QObject):
+    """Lives in the worker thread; runs one request at a time to its end or its cancellation."""
+
+    updated = Signal(int, object)  # generation, Update
+    failed = Signal(int, str)  # generation, one-line message
+    stopped = Signal(int)  # generation; after the final update, a cancellation or a failure
+
+    @Slot(object, object)
+    def run(self, request: ExplainRequest, cancel: CancelToken) -> None:
+        torch.set_num_threads(engine_threads())
+        method = METHODS[request.method]
+        try:
+            for update in method.run(request.model, request.model_input, request.target, request.params,
+                                     cancel=cancel, batch_size=request.batch_size):
+                self.updated.emit(request.generation, update)
+        except Exception as error:  # noqa: BLE001 - a user's model may fail in any way; say so in one line
+            text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            self.failed.emit(request.generation, f"The explanation failed: {text[:200]}")
+        finally:
+            self.stopped.emit(request.generation)
+
+
+class ExplainController(QObject):
+    """The GUI side: starts and cancels jobs, drops stale updates and throttles redraws.
+
+    Signals carry only current-generation results: ``progressed`` for each partial update
+    (at most one per redraw interval, the latest), ``finished`` once with the final update.
+    """
+
+    progressed = Signal(object)  # Update
+    finished = Signal(object)  # Update
+    failed = Signal(str)
+    idle = Signal()
+    _start = Signal(object, object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.generation = 0
+        self._cancel = CancelToken()
+        self._running: set[int] = set()
+        self._pending: Update | None = None
+        self._thread = QThread()
+        self._thread.setObjectName("explanation")
+        self._worker = ExplainWorker()
+        self._worker.moveToThread(self._thread)
+        self._start.connect(self._worker.run)
+        self._worker.updated.connect(self._on_update)
+        self._worker.failed.connect(self._on_failed)
+        self._worker.stopped.connect(self._on_stopped)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(REDRAW_INTERVAL_MS)
+        self._timer.timeout.connect(self._flush)
+        self._thread.start()
+
+    def next_generation(self) -> int:
+        """Invalidate whatever runs now; the returned number tags the next request."""
+        self.cancel()
+        self.generation += 1
+        return self.generation
+
+    def start(self, request: ExplainRequest) -> None:
+        """Run a request made with :meth:`next_generation`; any older job is already cancelled."""
+        if request.generation != self.generation:
+            return
+        self._cancel = CancelToken()
+        self._running.add(request.generation)
+        self._start.emit(request, self._cancel)
+
+    def cancel(self) -> None:
+        """Stop the running job within one batch; its remaining updates will be ignored."""
+        self._cancel.cancel()
+        self._pending = None
+        self._timer.stop()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._running)
+
+    def shutdown(self) -> None:
+        """Cancel and wait for the thread, so the application exits cleanly."""
+        self.cancel()
+        self.generation += 1
+        self._thread.quit()
+        self._thread.wait()
+
+    def _on_update(self, generation: int, update: Update) -> None:
+        if generation != self.generation:
+            return
+        if update.final:
+            self._timer.stop()
+            self._pending = None
+            self.finished.emit(update)
+            return
+        self._pending = update
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            update, self._pending = self._pending, None
+            self.progressed.emit(update)
+
+    def _on_failed(self, generation: int, message: str) -> None:
+        if generation == self.generation:
+            self.failed.emit(message)
+
+    def _on_stopped(self, generation: int) -> None:
+        self._running.discard(generation)
+        if not self._running:
+            self.idle.emit()
