@@ -73,7 +73,7 @@ def file_windows(frame: Frame) -> tuple[Window, ...]:
         c, w = _number(center), _number(width)
         if c is None or w is None or w <= 0:
             continue
-        label = str(labels[i]) if i < len(labels) else f"File {i + 1}"
+        label = str(labels[i]) if i < len(labels) else ""
         windows.append(Window(c, w, label, function if function in ("LINEAR", "LINEAR_EXACT", "SIGMOID") else "LINEAR"))
     return tuple(windows)
 
@@ -208,9 +208,12 @@ def load_frame(frame: Frame) -> FrameImage:
     if stored.ndim != 2:
         raise DicomReadError(f"unexpected pixel layout {stored.shape}")
     header = frame.header
-    voi_luts = tuple(read_lut(item, header) for item in header.get("VOILUTSequence", []) if "LUTData" in item)
-    image = FrameImage(frame, stored, modality_transform(frame), file_windows(frame), voi_luts)
-    image.grey  # noqa: B018 - build the display table while still off the GUI's hot path
+    try:
+        voi_luts = tuple(read_lut(item, header) for item in header.get("VOILUTSequence", []) if "LUTData" in item)
+        image = FrameImage(frame, stored, modality_transform(frame), file_windows(frame), voi_luts)
+        image.grey  # noqa: B018 - build the display table while still off the GUI's hot path
+    except (ValueError, TypeError, KeyError) as error:
+        raise DicomReadError(f"cannot display pixels: {one_line(error)}") from None
     return image
 
 

@@ -180,7 +180,7 @@ def test_enhanced_multiframe_takes_rescale_and_window_from_functional_groups(tmp
     (series,) = open_paths([path]).all_series()
     images = [load_frame(f) for f in series.frames]
     assert [float(img.modality_values()[0, 0]) for img in images] == [2 * (1000 + k) - 1024 for k in range(3)]
-    assert images[0].default_voi() == Window(40, 400, "File 1")
+    assert images[0].default_voi() == Window(40, 400, "")
 
 
 def test_truncated_pixels_fail_on_decode_with_one_line(tmp_path):

@@ -1,0 +1,90 @@
+"""Starting the GUI: the application and its dark theme, the window, and screenshots."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication
+
+DEMO_STUDY = Path(__file__).resolve().parent.parent / "resources" / "demo" / "chest-pa.dcm"
+SCREENSHOT_SIZE = (1400, 900)
+
+
+def dark_palette() -> QPalette:
+    """Dark grey panels around a black image, as in reading rooms: the eye adapts to the image."""
+    palette = QPalette()
+    colours = {
+        QPalette.ColorRole.Window: QColor(37, 37, 38),
+        QPalette.ColorRole.WindowText: QColor(220, 220, 220),
+        QPalette.ColorRole.Base: QColor(24, 24, 24),
+        QPalette.ColorRole.AlternateBase: QColor(32, 32, 33),
+        QPalette.ColorRole.ToolTipBase: QColor(45, 45, 48),
+        QPalette.ColorRole.ToolTipText: QColor(220, 220, 220),
+        QPalette.ColorRole.PlaceholderText: QColor(130, 130, 130),
+        QPalette.ColorRole.Text: QColor(220, 220, 220),
+        QPalette.ColorRole.Button: QColor(45, 45, 48),
+        QPalette.ColorRole.ButtonText: QColor(220, 220, 220),
+        QPalette.ColorRole.BrightText: QColor(255, 90, 90),
+        QPalette.ColorRole.Link: QColor(90, 160, 230),
+        QPalette.ColorRole.Highlight: QColor(38, 95, 153),
+        QPalette.ColorRole.HighlightedText: QColor(255, 255, 255),
+        QPalette.ColorRole.Light: QColor(60, 60, 63),
+        QPalette.ColorRole.Midlight: QColor(50, 50, 53),
+        QPalette.ColorRole.Mid: QColor(40, 40, 42),
+        QPalette.ColorRole.Dark: QColor(20, 20, 20),
+        QPalette.ColorRole.Shadow: QColor(0, 0, 0),
+    }
+    for role, colour in colours.items():
+        palette.setColor(role, colour)
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
+        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor(110, 110, 110))
+    return palette
+
+
+def application() -> QApplication:
+    """The running QApplication, created and themed on first use."""
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setApplicationName("Lightbox")
+    app.setOrganizationName("Lightbox")
+    app.setStyle("Fusion")
+    app.setPalette(dark_palette())
+    return app
+
+
+def run_gui(paths: list[str], screenshot: str | None = None) -> int:
+    """Open the viewer on ``paths`` (the demo study when none) and run until it closes.
+
+    With ``screenshot`` the window is rendered offscreen at a fixed size, with settings of
+    its own so the reader's layout and recent files are neither used nor changed, saved as
+    PNG, and the exit code is 0 once the file is written.
+    """
+    if screenshot is not None:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = application()
+    from viewer.main_window import MainWindow  # after the platform is chosen: it loads pyqtgraph
+
+    targets = list(paths) or ([str(DEMO_STUDY)] if DEMO_STUDY.exists() else [])
+    if screenshot is None:
+        window = MainWindow()
+        window.show()
+        if targets:
+            window.open_paths(targets)
+        return app.exec()
+
+    with tempfile.TemporaryDirectory() as folder:
+        window = MainWindow(settings=QSettings(str(Path(folder) / "lightbox.ini"), QSettings.Format.IniFormat))
+        window.resize(*SCREENSHOT_SIZE)
+        window.show()
+        if targets:
+            window.open_paths(targets)
+        window.browser.wait_for_thumbnails()
+        for _ in range(5):  # deliver the thumbnails and let layout and painting settle
+            app.processEvents()
+        saved = window.grab().save(screenshot, "PNG")
+        window.close()
+    return 0 if saved else 1

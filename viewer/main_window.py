@@ -1,0 +1,428 @@
+"""The main window: the image in the middle, series on the left, tags on the right.
+
+It owns what is open (a :class:`~viewer.dicom_series.Collection`) and where the reader is
+in it (series and image), turns the bindings into menu actions, reports the pixel under
+the cursor in the status bar, and remembers recent paths and its own layout in QSettings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydicom.valuerep import PersonName
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from viewer import bindings, dicom_series
+from viewer.dicom_files import DicomReadError, ReadError
+from viewer.dicom_image import FrameCache, FrameImage
+from viewer.dicom_series import Collection, Series
+from viewer.image_view import ZOOM_STEP, ImageView, describe_voi
+from viewer.series_browser import SeriesBrowser
+from viewer.tag_panel import TagPanel
+
+MAX_RECENT = 10
+RECENT_KEY = "recent"
+
+
+def number(value: object) -> str:
+    """A pixel value without noise: ``40`` rather than ``40.0``."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def describe_pixel(image: FrameImage, row: int, column: int) -> str:
+    """What the status bar says about one pixel: ``stored 1064 → 40 HU``."""
+    values = image.value_at(row, column)
+    if values is None:
+        return ""
+    stored, modality = values
+    if image.modality is None:
+        return "RGB " + ", ".join(str(v) for v in stored)
+    if image.modality.lut is None and image.modality.slope is None:
+        return f"value {number(stored)}"
+    return f"stored {number(stored)} → {number(modality)} {image.modality.units}".rstrip()
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+class ShortcutsDialog(QDialog):
+    """The bindings table, for Help > Keyboard shortcuts."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard and mouse")
+        rows = bindings.table()
+        self.table = QTableWidget(len(rows), 2)
+        self.table.setHorizontalHeaderLabels(["Input", "Action"])
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        for i, (keys, action) in enumerate(rows):
+            self.table.setItem(i, 0, QTableWidgetItem(keys))
+            self.table.setItem(i, 1, QTableWidgetItem(action))
+        self.table.resizeColumnsToContents()
+        self.table.resizeRowsToContents()
+        self.table.horizontalHeader().setStretchLastSection(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.close)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table)
+        layout.addWidget(buttons)
+        height = self.table.verticalHeader().length() + self.table.horizontalHeader().height()
+        self.resize(self.table.horizontalHeader().length() + 40, min(height + 70, 760))
+
+
+class MainWindow(QMainWindow):
+    """The viewer's window. ``open_paths`` is what the command line and drops call.
+
+    Signals
+    -------
+    frame_shown(Frame)
+        Another frame is on show (or failed to decode): what an explanation overlay follows.
+    """
+
+    frame_shown = Signal(object)
+
+    def __init__(self, settings: QSettings | None = None, cache: FrameCache | None = None) -> None:
+        super().__init__()
+        self.settings = settings if settings is not None else QSettings("Lightbox", "Lightbox")
+        self.cache = cache if cache is not None else FrameCache()
+        self.collection = Collection([], [])
+        self.series_index = -1
+        self.frame_index = 0
+        self.error_box: QMessageBox | None = None
+        self.shortcuts_dialog: ShortcutsDialog | None = None
+
+        self.setWindowTitle("Lightbox")
+        self.setAcceptDrops(True)
+        self.view = ImageView()
+        self.setCentralWidget(self.view)
+        self.browser = SeriesBrowser(self.cache)
+        self.tags = TagPanel()
+        self.series_dock = self.add_dock("Series", "series_dock", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.tags_dock = self.add_dock("Tags", "tags_dock", self.tags, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.resizeDocks([self.series_dock, self.tags_dock], [170, 420], Qt.Orientation.Horizontal)
+
+        self.pixel_label, self.position_label, self.window_label, self.zoom_label = (QLabel() for _ in range(4))
+        for label, width in (
+            (self.pixel_label, 200),
+            (self.position_label, 110),
+            (self.window_label, 190),
+            (self.zoom_label, 90),
+        ):
+            label.setMinimumWidth(width)
+            self.statusBar().addPermanentWidget(label)
+
+        self.key_actions = self._make_actions()
+        self.preset_actions = self._make_preset_actions()
+        self._make_menus()
+
+        self.view.step_requested.connect(self.step)
+        self.view.cursor_moved.connect(self._show_pixel)
+        self.view.display_changed.connect(self._show_display)
+        self.browser.series_selected.connect(self.show_series)
+        self._restore_layout()
+
+    # --- opening
+
+    def open_paths(self, paths: Sequence[str | Path]) -> bool:
+        """Open files, folders or DICOMDIRs; True when something new is now shown.
+
+        Files that fail are listed in a dismissible message and the status bar. When nothing
+        at all could be read, what was open stays open.
+        """
+        QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            collection = dicom_series.open_paths(paths)
+        finally:
+            QGuiApplication.restoreOverrideCursor()
+        self._report_errors(collection.errors, opened=bool(collection.studies))
+        if not collection.studies:
+            return False
+        self._remember(paths)
+        self.collection = collection
+        self.series_index = -1
+        self.show_series(0)
+        self.browser.set_series(self.series)
+        study = collection.studies[0]
+        patient = PersonName(study.patient_name).family_comma_given() if study.patient_name else study.patient_id
+        self.setWindowTitle(f"{patient} – Lightbox" if patient else "Lightbox")
+        images = sum(len(s.frames) for s in self.series)
+        if not collection.errors:
+            self.statusBar().showMessage(f"Opened {len(self.series)} series, {plural(images, 'image')}", 5000)
+        return True
+
+    def _report_errors(self, errors: list[ReadError], opened: bool) -> None:
+        if not errors:
+            return
+        headline = f"{plural(len(errors), 'file')} could not be opened"
+        self.statusBar().showMessage(headline + ("" if opened else "; nothing new to show"))
+        if self.error_box is not None:
+            self.error_box.close()
+        box = QMessageBox(QMessageBox.Icon.Warning, "Lightbox", headline, QMessageBox.StandardButton.Close, self)
+        box.setInformativeText("The other files are shown." if opened else "What was open stays open.")
+        box.setDetailedText("\n".join(f"{error.path}: {error.error}" for error in errors))
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(self._forget_error_box)
+        box.show()
+        self.error_box = box
+
+    def _forget_error_box(self) -> None:
+        self.error_box = None
+
+    def open_file_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Open DICOM files", self._last_folder(), "All files (*);;DICOM (*.dcm *.DCM *.dicom *.ima DICOMDIR)"
+        )
+        if paths:
+            self.open_paths(paths)
+
+    def open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a DICOM folder", self._last_folder())
+        if folder:
+            self.open_paths([folder])
+
+    def _last_folder(self) -> str:
+        recent = self.recent_paths()
+        if not recent:
+            return str(Path.home())
+        path = Path(recent[0])
+        return str(path if path.is_dir() else path.parent)
+
+    # --- recent paths
+
+    def recent_paths(self) -> list[str]:
+        """Paths opened before, most recent first."""
+        value = self.settings.value(RECENT_KEY, [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _remember(self, paths: Sequence[str | Path]) -> None:
+        opened = [str(Path(p).resolve()) for p in paths]
+        recent = list(dict.fromkeys([*opened, *self.recent_paths()]))[:MAX_RECENT]
+        self.settings.setValue(RECENT_KEY, recent)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.recent_paths():
+            self.recent_menu.addAction(path, lambda _checked=False, p=path: self.open_paths([p]))
+        self.recent_menu.setEnabled(not self.recent_menu.isEmpty())
+
+    # --- where the reader is
+
+    @property
+    def series(self) -> list[Series]:
+        return self.collection.all_series()
+
+    @property
+    def current_series(self) -> Series | None:
+        return self.series[self.series_index] if 0 <= self.series_index < len(self.series) else None
+
+    def show_series(self, index: int) -> None:
+        """Go to a series, on its first image, with its own default window."""
+        index = min(max(index, 0), len(self.series) - 1)
+        if index == self.series_index or index < 0:
+            return
+        self.series_index = index
+        self.browser.select(index)
+        self._show_frame(0, keep_display=False)
+
+    def step_series(self, delta: int) -> None:
+        if self.series:
+            self.show_series(self.series_index + delta)
+
+    def go_to(self, index: int) -> None:
+        """Go to an image of the current series; past either end stops at the end."""
+        series = self.current_series
+        if series is None:
+            return
+        index = min(max(index, 0), len(series.frames) - 1)
+        if index != self.frame_index:
+            self._show_frame(index, keep_display=True)
+
+    def step(self, delta: int) -> None:
+        self.go_to(self.frame_index + delta)
+
+    def _show_frame(self, index: int, keep_display: bool) -> None:
+        series = self.current_series
+        frame = series.frames[index]
+        self.frame_index = index
+        position = (index, len(series.frames))
+        try:
+            image = self.cache.get(frame)
+        except DicomReadError as error:
+            self.view.show_error(frame, f"This image cannot be shown: {error}", position)
+        else:
+            self.view.show_image(image, position, keep_display)
+        self.tags.set_dataset(frame.header)
+        self._update_presets()
+        self.frame_shown.emit(frame)
+
+    # --- display
+
+    def apply_preset(self, number: int) -> None:
+        """Key ``number`` (1 to 9): see :func:`viewer.bindings.presets`."""
+        image = self.view.image
+        choices = bindings.presets(image) if image is not None else []
+        if 1 <= number <= len(choices):
+            self.view.set_voi(choices[number - 1])
+
+    def _update_presets(self) -> None:
+        image = self.view.image
+        choices = bindings.presets(image) if image is not None else []
+        for number, action in enumerate(self.preset_actions, start=1):
+            voi = choices[number - 1] if number <= len(choices) else None
+            action.setText(describe_voi(voi) if voi is not None else f"Preset {number}")
+            action.setVisible(voi is not None)
+
+    def _show_pixel(self, row: int, column: int) -> None:
+        image = self.view.image
+        inside = image is not None and row >= 0
+        self.pixel_label.setText(describe_pixel(image, row, column) if inside else "")
+        self.position_label.setText(f"x {column}  y {row}" if inside else "")
+
+    def _show_display(self) -> None:
+        has_image = self.view.image is not None
+        self.window_label.setText(describe_voi(self.view.voi) if has_image and not self.view.image.is_colour else "")
+        self.zoom_label.setText(f"Zoom {self.view.zoom * 100:.0f}%" if has_image else "")
+
+    # --- actions and menus
+
+    def _handlers(self) -> dict[str, object]:
+        """What each action of :data:`viewer.bindings.KEYS` does."""
+        return {
+            "previous_image": lambda: self.step(-1),
+            "next_image": lambda: self.step(1),
+            "previous_series": lambda: self.step_series(-1),
+            "next_series": lambda: self.step_series(1),
+            "back_ten": lambda: self.step(-10),
+            "forward_ten": lambda: self.step(10),
+            "first_image": lambda: self.go_to(0),
+            "last_image": lambda: self.go_to(len(self.current_series.frames) - 1 if self.current_series else 0),
+            "invert": self.view.toggle_invert,
+            "reset": self.view.reset,
+            "fit": self.view.fit,
+            "zoom_in": lambda: self.view.zoom_by(ZOOM_STEP),
+            "zoom_out": lambda: self.view.zoom_by(1 / ZOOM_STEP),
+            "toggle_corner_text": self.view.set_corner_text_visible,
+            "toggle_overlay": self.view.toggle_overlay,
+        }
+
+    def _make_actions(self) -> dict[str, QAction]:
+        handlers = self._handlers()
+        actions = {}
+        for binding in bindings.KEYS:
+            action = QAction(binding.description, self)
+            action.setShortcuts(binding.shortcuts())
+            action.triggered.connect(handlers[binding.action])
+            self.addAction(action)
+            actions[binding.action] = action
+        actions["toggle_corner_text"].setCheckable(True)
+        actions["toggle_corner_text"].setChecked(self.view.corner_text_visible)
+        return actions
+
+    def _make_preset_actions(self) -> list[QAction]:
+        actions = []
+        for number, key in enumerate(bindings.PRESET_KEYS, start=1):
+            action = QAction(f"Preset {number}", self)
+            action.setShortcut(QKeySequence(key))
+            action.triggered.connect(lambda _=False, n=number: self.apply_preset(n))
+            self.addAction(action)
+            actions.append(action)
+        return actions
+
+    def _make_menus(self) -> None:
+        menus = self.menuBar()
+        file_menu = menus.addMenu("&File")
+        file_menu.addAction("Open &File...", QKeySequence.StandardKey.Open, self.open_file_dialog)
+        file_menu.addAction("Open F&older...", QKeySequence("Ctrl+Shift+O"), self.open_folder_dialog)
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self._fill_recent_menu()
+        file_menu.addSeparator()
+        file_menu.addAction("&Quit", QKeySequence.StandardKey.Quit, self.close)
+
+        view_menu = menus.addMenu("&View")
+        view_menu.addAction(self.series_dock.toggleViewAction())
+        view_menu.addAction(self.tags_dock.toggleViewAction())
+        view_menu.addSeparator()
+        for name in ("toggle_corner_text", "toggle_overlay", "invert", "reset", "fit", "zoom_in", "zoom_out"):
+            view_menu.addAction(self.key_actions[name])
+        window_menu: QMenu = view_menu.addMenu("&Window presets")
+        window_menu.addActions(self.preset_actions)
+
+        go_menu = menus.addMenu("&Go")
+        for name in (
+            "previous_image",
+            "next_image",
+            "back_ten",
+            "forward_ten",
+            "first_image",
+            "last_image",
+            "previous_series",
+            "next_series",
+        ):
+            go_menu.addAction(self.key_actions[name])
+
+        help_menu = menus.addMenu("&Help")
+        help_menu.addAction("&Keyboard shortcuts", QKeySequence.StandardKey.HelpContents, self.show_shortcuts)
+
+    def show_shortcuts(self) -> None:
+        if self.shortcuts_dialog is None:
+            self.shortcuts_dialog = ShortcutsDialog(self)
+        self.shortcuts_dialog.show()
+        self.shortcuts_dialog.raise_()
+
+    def add_dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        """Put a panel beside the image; ``name`` keys its place in the saved layout."""
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)  # saveState() finds docks by name
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    # --- layout memory, drops and closing
+
+    def _restore_layout(self) -> None:
+        geometry = self.settings.value("geometry")
+        if geometry is None or not self.restoreGeometry(geometry):
+            screen = QGuiApplication.primaryScreen().availableGeometry()
+            self.resize(min(1440, int(screen.width() * 0.9)), min(920, int(screen.height() * 0.9)))
+        state = self.settings.value("window_state")
+        if state is not None:
+            self.restoreState(state)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("window_state", self.saveState())
+        self.settings.sync()
+        self.browser.shutdown()
+        super().closeEvent(event)
