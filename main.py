@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def gui_command(argv: Sequence[str]) -> int:
@@ -19,11 +20,13 @@ def gui_command(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="main.py", description="Lightbox DICOM viewer.")
     parser.add_argument("paths", nargs="*", metavar="PATH", help="files, folders or DICOMDIRs to open")
     parser.add_argument("--screenshot", metavar="OUT.png", help="render the window offscreen, save it and exit")
+    parser.add_argument("--explain", metavar="METHOD", help="with --screenshot: run this method to the end first")
+    parser.add_argument("--model", type=Path, help="a torch.export model (.pt2) with its card; the demo by default")
     args = parser.parse_args(argv)
 
     from viewer.app import run_gui
 
-    return run_gui(args.paths, screenshot=args.screenshot)
+    return run_gui(args.paths, screenshot=args.screenshot, explain=args.explain, model=args.model)
 
 
 #: Subcommands and the module that runs each; imported only when asked for.

@@ -6,12 +6,17 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QEventLoop, QSettings
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
-DEMO_STUDY = Path(__file__).resolve().parent.parent / "resources" / "demo" / "chest-pa.dcm"
+from viewer.bundled import DEMO_MODEL, DEMO_STUDY
+
+if TYPE_CHECKING:
+    from viewer.explanation_ui import ExplanationUi
+
 SCREENSHOT_SIZE = (1400, 900)
 
 
@@ -56,35 +61,61 @@ def application() -> QApplication:
     return app
 
 
-def run_gui(paths: list[str], screenshot: str | None = None) -> int:
+def wait_for_explanation(app: QApplication, ui: ExplanationUi, method: str) -> bool:
+    """Run one explanation to its end, for a screenshot that shows the finished overlay."""
+    finished: list[object] = []
+    ui.explanation_finished.connect(finished.append)
+    ui.controller.failed.connect(lambda _message: finished.append(None))
+    ui.panel.method.setCurrentIndex(ui.panel.method.findData(method))
+    ui.explain()
+    while not finished and ui.controller.busy:
+        app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 50)
+    app.processEvents()
+    return bool(finished) and finished[0] is not None
+
+
+def run_gui(paths: list[str], screenshot: str | None = None, explain: str | None = None,
+            model: Path | None = None) -> int:
     """Open the viewer on ``paths`` (the demo study when none) and run until it closes.
 
-    With ``screenshot`` the window is rendered offscreen at a fixed size, with settings of
-    its own so the reader's layout and recent files are neither used nor changed, saved as
-    PNG, and the exit code is 0 once the file is written.
+    The explanation panel starts with ``model``, or the bundled demo model. With ``screenshot``
+    the window is rendered offscreen at a fixed size, with settings of its own so the reader's
+    layout and recent files are neither used nor changed, after running the ``explain`` method
+    to its end if one is named; it is saved as PNG and the exit code is 0 once it is written.
     """
     if screenshot is not None:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = application()
-    from viewer.main_window import MainWindow  # after the platform is chosen: it loads pyqtgraph
+    # After the platform is chosen: these load pyqtgraph, and the explanation side loads torch.
+    from viewer.explanation_ui import ExplanationUi
+    from viewer.main_window import MainWindow
 
     targets = list(paths) or ([str(DEMO_STUDY)] if DEMO_STUDY.exists() else [])
+    model_path = model or (DEMO_MODEL if DEMO_MODEL.exists() else None)
     if screenshot is None:
         window = MainWindow()
+        ui = ExplanationUi(window, model_path)
         window.show()
         if targets:
             window.open_paths(targets)
-        return app.exec()
+        code = app.exec()
+        ui.controller.shutdown()
+        return code
 
     with tempfile.TemporaryDirectory() as folder:
         window = MainWindow(settings=QSettings(str(Path(folder) / "lightbox.ini"), QSettings.Format.IniFormat))
+        ui = ExplanationUi(window, model_path)
         window.resize(*SCREENSHOT_SIZE)
         window.show()
         if targets:
             window.open_paths(targets)
         window.browser.wait_for_thumbnails()
+        explained = explain is None or wait_for_explanation(app, ui, explain)
         for _ in range(5):  # deliver the thumbnails and let layout and painting settle
             app.processEvents()
         saved = window.grab().save(screenshot, "PNG")
+        ui.controller.shutdown()
         window.close()
-    return 0 if saved else 1
+    if not explained:
+        print(f"error: the explanation did not finish: {ui.panel.status.text()}", file=sys.stderr)
+    return 0 if saved and explained else 1

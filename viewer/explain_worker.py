@@ -121,11 +121,12 @@ class ExplainController(QObject):
         return bool(self._running)
 
     def shutdown(self) -> None:
-        """Cancel and wait for the thread, so the application exits cleanly."""
+        """Cancel and wait for the thread, so the application exits cleanly; safe to repeat."""
         self.cancel()
         self.generation += 1
-        self._thread.quit()
-        self._thread.wait()
+        if self._thread.isRunning():
+            self._thread.quit()
+            self._thread.wait()
 
     def _on_update(self, generation: int, update: Update) -> None:
         if generation != self.generation:

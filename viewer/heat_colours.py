@@ -31,6 +31,15 @@ def heat_levels(heatmap: np.ndarray) -> tuple[float, float]:
     return 0.0, top if top > 0 else 1.0
 
 
+def heat_lut(opacity: float, threshold: float) -> np.ndarray:
+    """RGBA table for the overlay: the colour map, transparent below the threshold.
+
+    ``threshold`` is a fraction of the colour scale, ``opacity`` the alpha of what passes it.
+    """
+    alpha = np.where(np.linspace(0.0, 1.0, 256) >= threshold, round(255 * opacity), 0).astype(np.uint8)
+    return np.column_stack([heat_table(), alpha])
+
+
 def blend(grey: np.ndarray, heatmap: np.ndarray, levels: tuple[float, float], opacity: float = 0.6,
           threshold: float = 0.1) -> np.ndarray:
     """Burn a heatmap into an 8-bit grey image: RGB, heat shown where it passes the threshold.

@@ -246,11 +246,14 @@ class ImageView(pg.GraphicsView):
         Row and column under the mouse, ``(-1, -1)`` off the image.
     display_changed()
         Window, inversion or zoom changed.
+    overlay_toggled(bool)
+        The heatmap layer was shown or hidden.
     """
 
     step_requested = Signal(int)
     cursor_moved = Signal(int, int)
     display_changed = Signal()
+    overlay_toggled = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent, background="k")
@@ -426,7 +429,21 @@ class ImageView(pg.GraphicsView):
 
     def toggle_overlay(self) -> None:
         """Show or hide the heatmap layer."""
-        self.overlay.setVisible(not self.overlay.isVisible())
+        self.set_overlay_visible(not self.overlay.isVisible())
+
+    def set_overlay_visible(self, visible: bool) -> None:
+        if visible != self.overlay.isVisible():
+            self.overlay.setVisible(visible)
+            self.overlay_toggled.emit(visible)
+
+    def show_heatmap(self, heat: np.ndarray, levels: tuple[float, float], lut: np.ndarray) -> None:
+        """Lay a heatmap on the frame's own pixel grid; NaN (not yet known) stays transparent.
+
+        ``levels`` are fixed by the caller for a whole explanation, so the colours do not
+        shift as partial maps arrive; ``lut`` is RGBA, its alpha carrying opacity and threshold.
+        """
+        self.overlay.setImage(heat, levels=levels, lut=lut, autoLevels=False)
+        self.overlay.setRect(self.image_rect())
 
     # --- internals
 

@@ -1,0 +1,111 @@
+"""Explaining in the viewer: the overlay lands on the right pixels, follows the image, never goes stale."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from tests.dicom_factory import write_ct_series, write_radiograph
+from tests.model_factory import RegionDetector, SmallCnn, card_for, export_model
+from viewer.explanation_ui import ExplanationUi
+from viewer.main_window import MainWindow
+
+BOX = (8, 24, 30, 50)  # rows 8-24, columns 30-50 of the 48 x 64 model input
+
+
+@pytest.fixture
+def window(qtbot, qt_settings):
+    window = MainWindow(settings=qt_settings)
+    qtbot.addWidget(window)
+    window.resize(1200, 800)
+    window.show()
+    return window
+
+
+@pytest.fixture
+def ui(window, tmp_path):
+    ui = ExplanationUi(window, export_model(RegionDetector(BOX), card_for(48, 64), tmp_path / "model"))
+    yield ui
+    ui.controller.shutdown()
+
+
+def explain_and_wait(qtbot, ui):
+    with qtbot.waitSignal(ui.explanation_finished, timeout=30000) as finished:
+        qtbot.mouseClick(ui.panel.explain_button, Qt.MouseButton.LeftButton)
+    return finished.args[0]
+
+
+def test_the_finished_overlay_covers_what_the_model_looks_at(qtbot, window, ui, tmp_path):
+    window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=120, cols=200)])
+    ui.panel.forms.currentWidget().editors["window"].setValue(4)
+    ui.panel.forms.currentWidget().editors["stride"].setValue(2)
+    final = explain_and_wait(qtbot, ui)
+    heat = window.view.overlay.image
+    assert heat.shape == (120, 200), "the overlay lies on the image's own pixel grid"
+    rows, columns = np.unravel_index(np.nanargmax(heat), heat.shape)
+    assert 8 * 120 / 48 - 3 <= rows <= 24 * 120 / 48 + 3 and 30 * 200 / 64 - 3 <= columns <= 50 * 200 / 64 + 3
+    assert window.view.overlay.isVisible()
+    assert ui.levels == (0.0, pytest.approx(float(np.nanmax(final.heatmap))))
+    assert ui.panel.colour_bar.high.text() != "" and ui.panel.progress.value() == 1000
+    assert "probability" in ui.panel.status.text()
+
+
+def test_h_hides_the_overlay_and_the_checkbox_follows(qtbot, window, ui, tmp_path):
+    window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=64, cols=64)])
+    explain_and_wait(qtbot, ui)
+    window.view.toggle_overlay()
+    assert not window.view.overlay.isVisible() and not ui.panel.show_heat.isChecked()
+    ui.panel.show_heat.setChecked(True)
+    assert window.view.overlay.isVisible()
+
+
+def test_opacity_and_threshold_change_only_the_colour_table(qtbot, window, ui, tmp_path):
+    window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=64, cols=64)])
+    explain_and_wait(qtbot, ui)
+    heat = window.view.overlay.image
+    ui.panel.opacity.setValue(30)
+    ui.panel.threshold.setValue(50)
+    lut = window.view.overlay.lut
+    assert lut[255, 3] == round(255 * 0.3) and lut[100, 3] == 0 and lut[200, 3] > 0
+    np.testing.assert_array_equal(window.view.overlay.image, heat)
+
+
+def test_moving_to_another_image_cancels_and_no_stale_map_appears(qtbot, window, tmp_path):
+    folder = tmp_path / "ct"
+    write_ct_series(folder, 3, rows=64, cols=64)
+    ui = ExplanationUi(window, export_model(SmallCnn(), card_for(64, 64), tmp_path / "slow"))
+    try:
+        window.open_paths([folder])
+        finished = []
+        ui.explanation_finished.connect(finished.append)
+        editors = ui.panel.forms.currentWidget().editors
+        editors["window"].setValue(2)
+        editors["stride"].setValue(1)
+        with qtbot.waitSignal(ui.controller.progressed, timeout=30000):
+            ui.explain()
+        window.step(1)
+        qtbot.waitUntil(lambda: not ui.controller.busy, timeout=10000)
+        qtbot.wait(200)
+        assert finished == []
+        assert window.view.overlay.image is None, "the old image's map never reaches the new image"
+        assert ui.panel.explain_button.isEnabled() and not ui.panel.cancel_button.isEnabled()
+    finally:
+        ui.controller.shutdown()
+
+
+def test_a_bad_model_file_keeps_the_current_model(qtbot, window, ui, tmp_path):
+    bogus = tmp_path / "bogus.pt2"
+    bogus.write_bytes(b"not an archive")
+    bogus.with_suffix(".json").write_text('{"labels": ["a", "b"]}')
+    current = ui.model
+    assert not ui.open_model(bogus)
+    assert ui.model is current
+    assert ui.panel.status.text().startswith("Model not loaded:") and "\n" not in ui.panel.status.text()
+
+
+def test_target_list_shows_the_models_probabilities(qtbot, window, ui, tmp_path):
+    window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=64, cols=64)])
+    qtbot.waitUntil(lambda: "(" in ui.panel.target.itemText(1), timeout=5000)
+    values = [float(ui.panel.target.itemText(i).split("(")[1].rstrip(")")) for i in range(2)]
+    assert sum(values) == pytest.approx(1.0, abs=0.011)

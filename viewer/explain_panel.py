@@ -1,0 +1,259 @@
+"""The explanation panel: model, target, method and its parameters, progress and overlay controls.
+
+The panel only gathers choices and shows state; the main window turns a click on Explain into a
+request. Parameter widgets are built from each method's parameter dataclass, so a new method
+appears here with its options without touching this file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from explain.methods import METHODS, Method, parse_baseline
+from explain.model_card import ModelCard
+from viewer.heat_colours import heat_table
+
+#: Limits of the numeric parameter boxes; generous, the engine checks what really fits.
+INT_RANGE = (1, 100_000)
+FLOAT_RANGE = (-1e6, 1e6)
+
+
+def remaining_text(progress: float, elapsed: float) -> str:
+    """``42% · about 3 s left``, estimated from the pace so far."""
+    percent = f"{100 * progress:.0f}%"
+    if progress <= 0 or progress >= 1 or elapsed < 0.5:
+        return percent
+    left = elapsed * (1 - progress) / progress
+    return f"{percent} · about {left:.0f} s left" if left < 90 else f"{percent} · about {left / 60:.0f} min left"
+
+
+class ParameterForm(QWidget):
+    """Editors for one method's parameters, defaults filled in."""
+
+    def __init__(self, method: Method) -> None:
+        super().__init__()
+        self.method = method
+        layout = QFormLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.editors: dict[str, QWidget] = {}
+        for field in fields(method.params):
+            editor = self._editor(field.name, field.default)
+            self.editors[field.name] = editor
+            layout.addRow(field.name.replace("_", " ").capitalize(), editor)
+
+    @staticmethod
+    def _editor(name: str, default: Any) -> QWidget:
+        if name == "baseline":
+            box = QComboBox()
+            box.setEditable(True)
+            box.addItems([str(default), "mean", "blur"])
+            box.setToolTip("What hides a region: a value in model-input space, the image's mean, or a blur")
+            return box
+        if isinstance(default, bool):
+            check = QCheckBox()
+            check.setChecked(default)
+            return check
+        if isinstance(default, int):
+            spin = QSpinBox()
+            spin.setRange(*INT_RANGE)
+            spin.setValue(default)
+            return spin
+        if isinstance(default, float):
+            spin = QDoubleSpinBox()
+            spin.setRange(*FLOAT_RANGE)
+            spin.setDecimals(3)
+            spin.setValue(default)
+            return spin
+        box = QComboBox()
+        box.setEditable(True)
+        box.addItem(str(default))
+        return box
+
+    def values(self) -> Any:
+        """The method's parameter object for what the editors show; ``ValueError`` if malformed."""
+        values: dict[str, Any] = {}
+        for name, editor in self.editors.items():
+            if name == "baseline":
+                values[name] = parse_baseline(editor.currentText().strip())
+            elif isinstance(editor, QCheckBox):
+                values[name] = editor.isChecked()
+            elif isinstance(editor, (QSpinBox, QDoubleSpinBox)):
+                values[name] = editor.value()
+            else:
+                values[name] = editor.currentText()
+        return self.method.make_params(values)
+
+
+class ExplainPanel(QWidget):
+    """Choices for an explanation and the state of the running one."""
+
+    explain_requested = Signal()
+    cancel_requested = Signal()
+    open_model_requested = Signal()
+    overlay_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model_label = QLabel("No model")
+        self.model_label.setWordWrap(True)
+        open_model = QPushButton("Open model…")
+        open_model.setToolTip("A torch.export archive (.pt2) with its JSON card beside it")
+        open_model.clicked.connect(self.open_model_requested)
+        self.target = QComboBox()
+        self.method = QComboBox()
+        self.forms = QStackedWidget()
+        for method in METHODS.values():
+            self.method.addItem(method.title, method.name)
+            self.forms.addWidget(ParameterForm(method))
+        self.method.currentIndexChanged.connect(self.forms.setCurrentIndex)
+        self.explain_button = QPushButton("Explain")
+        self.explain_button.setDefault(True)
+        self.explain_button.clicked.connect(self.explain_requested)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(True)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.show_heat = QCheckBox("Show heatmap (H)")
+        self.show_heat.setChecked(True)
+        self.opacity = self._slider(60)
+        self.threshold = self._slider(10)
+        self.colour_bar = ColourBar()
+        for control in (self.show_heat,):
+            control.toggled.connect(self.overlay_changed)
+        for slider in (self.opacity, self.threshold):
+            slider.valueChanged.connect(self.overlay_changed)
+        self._layout(open_model)
+        self.set_running(False)
+
+    @staticmethod
+    def _slider(value: int) -> QSlider:
+        slider = QSlider(Qt.Orientation.Horizontal)
+        slider.setRange(0, 100)
+        slider.setValue(value)
+        return slider
+
+    def _layout(self, open_model: QPushButton) -> None:
+        model_box = QGroupBox("Model")
+        model_layout = QFormLayout(model_box)
+        model_layout.addRow(self.model_label)
+        model_layout.addRow(open_model)
+        model_layout.addRow("Explain", self.target)
+        method_box = QGroupBox("Method")
+        method_layout = QVBoxLayout(method_box)
+        method_layout.addWidget(self.method)
+        method_layout.addWidget(self.forms)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.explain_button)
+        buttons.addWidget(self.cancel_button)
+        method_layout.addLayout(buttons)
+        method_layout.addWidget(self.progress)
+        method_layout.addWidget(self.status)
+        overlay_box = QGroupBox("Overlay")
+        overlay_layout = QFormLayout(overlay_box)
+        overlay_layout.addRow(self.show_heat)
+        overlay_layout.addRow(self.colour_bar)
+        overlay_layout.addRow("Opacity", self.opacity)
+        overlay_layout.addRow("Threshold", self.threshold)
+        layout = QVBoxLayout(self)
+        for box in (model_box, method_box, overlay_box):
+            layout.addWidget(box)
+        layout.addStretch(1)
+
+    def set_model(self, card: ModelCard | None, detail: str = "") -> None:
+        """Show the model's name; the target list follows its labels."""
+        self.model_label.setText(f"<b>{card.name}</b><br>{detail}" if card else "No model")
+        self.target.clear()
+        if card is not None:
+            for label in card.labels:
+                self.target.addItem(label)
+            self.target.setCurrentIndex(len(card.labels) - 1)
+        self.explain_button.setEnabled(card is not None)
+
+    def set_probabilities(self, probabilities: list[float] | None) -> None:
+        """Put the model's probability for the current image beside each label."""
+        for index in range(self.target.count()):
+            label = self.target.itemText(index).split("  (")[0]
+            text = label if probabilities is None else f"{label}  ({probabilities[index]:.2f})"
+            self.target.setItemText(index, text)
+
+    def method_name(self) -> str:
+        return str(self.method.currentData())
+
+    def parameters(self) -> Any:
+        return self.forms.currentWidget().values()
+
+    def target_index(self) -> int:
+        return self.target.currentIndex()
+
+    def set_running(self, running: bool) -> None:
+        self.explain_button.setEnabled(not running and self.target.count() > 0)
+        self.cancel_button.setEnabled(running)
+        if not running:
+            self.progress.setFormat("%p%")
+
+    def set_progress(self, progress: float, elapsed: float) -> None:
+        self.progress.setValue(round(progress * 1000))
+        self.progress.setFormat(remaining_text(progress, elapsed))
+
+    def set_status(self, text: str) -> None:
+        self.status.setText(text)
+
+    def opacity_value(self) -> float:
+        return self.opacity.value() / 100.0
+
+    def threshold_value(self) -> float:
+        return self.threshold.value() / 100.0
+
+
+class ColourBar(QWidget):
+    """The heatmap's colour scale with its fixed ends, so a colour can be read as a number."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        table = np.ascontiguousarray(heat_table()[None, :, :])
+        self._image = QImage(table.data, 256, 1, 3 * 256, QImage.Format.Format_RGB888).copy()
+        self.gradient = QLabel()
+        self.gradient.setMinimumHeight(14)
+        self.gradient.setScaledContents(True)
+        self.gradient.setPixmap(QPixmap.fromImage(self._image))
+        self.low, self.high, self.unit = QLabel(""), QLabel(""), QLabel("")
+        self.high.setAlignment(Qt.AlignmentFlag.AlignRight)
+        self.unit.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        ends = QHBoxLayout()
+        ends.addWidget(self.low)
+        ends.addWidget(self.unit, 1)
+        ends.addWidget(self.high)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.gradient)
+        layout.addLayout(ends)
+
+    def set_levels(self, levels: tuple[float, float] | None, unit: str = "") -> None:
+        """Label the ends; None clears them when no heatmap is shown."""
+        self.low.setText("" if levels is None else f"{levels[0]:.3g}")
+        self.high.setText("" if levels is None else f"{levels[1]:.3g}")
+        self.unit.setText("" if levels is None else unit)
