@@ -264,6 +264,13 @@ def _set_windows(ds: Dataset, windows: Sequence[Window]) -> None:
         )
 
 
+def _set_rescale(ds: Dataset, slope: float | None, intercept: float | None) -> None:
+    """RescaleSlope/Intercept when either is given; the other takes its identity value."""
+    if slope is not None or intercept is not None:
+        ds.RescaleIntercept = _ds(0.0 if intercept is None else intercept)
+        ds.RescaleSlope = _ds(1.0 if slope is None else slope)
+
+
 def _lut_item(lut: Lut) -> Dataset:
     """Return a LUT sequence item with LUTDescriptor and LUTData.
 
@@ -418,9 +425,7 @@ def write_image(
         position=position,
         orientation=orientation,
     )
-    if slope is not None or intercept is not None:
-        ds.RescaleIntercept = _ds(0.0 if intercept is None else intercept)
-        ds.RescaleSlope = _ds(1.0 if slope is None else slope)
+    _set_rescale(ds, slope, intercept)
     if modality_lut is not None:
         item = _lut_item(modality_lut)
         item.ModalityLUTType = "US"  # "unspecified", the generic value
@@ -684,9 +689,7 @@ def write_multiframe(
             position=None,
             orientation=None,
         )
-        if slope is not None or intercept is not None:
-            ds.RescaleIntercept = _ds(0.0 if intercept is None else intercept)
-            ds.RescaleSlope = _ds(1.0 if slope is None else slope)
+        _set_rescale(ds, slope, intercept)
         _set_windows(ds, windows or [])
     _apply_extra(ds, extra)
     return _save(ds, path)

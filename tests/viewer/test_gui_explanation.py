@@ -9,18 +9,8 @@ from PySide6.QtCore import Qt
 from tests.dicom_factory import write_ct_series, write_radiograph
 from tests.model_factory import RegionDetector, SmallCnn, card_for, export_model
 from viewer.explanation_ui import ExplanationUi
-from viewer.main_window import MainWindow
 
 BOX = (8, 24, 30, 50)  # rows 8-24, columns 30-50 of the 48 x 64 model input
-
-
-@pytest.fixture
-def window(qtbot, qt_settings):
-    window = MainWindow(settings=qt_settings)
-    qtbot.addWidget(window)
-    window.resize(1200, 800)
-    window.show()
-    return window
 
 
 @pytest.fixture

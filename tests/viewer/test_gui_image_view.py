@@ -6,10 +6,10 @@ import numpy as np
 import pyqtgraph as pg
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from tests.dicom_factory import write_image, write_radiograph
+from tests.viewer.conftest import turn_wheel
 from viewer.dicom_image import FrameCache, FrameImage
 from viewer.dicom_pixels import Window
 from viewer.dicom_series import open_paths
@@ -104,17 +104,7 @@ def test_wheel_asks_for_the_next_image_when_turned_down(qtbot, view, tmp_path):
     centre = QPointF(300, 250)
 
     def wheel(notches: int) -> None:
-        event = QWheelEvent(
-            centre,
-            QPointF(viewport.mapToGlobal(centre)),
-            QPoint(),
-            QPoint(0, 120 * notches),
-            Qt.MouseButton.NoButton,
-            Qt.KeyboardModifier.NoModifier,
-            Qt.ScrollPhase.NoScrollPhase,
-            False,
-        )
-        QApplication.sendEvent(viewport, event)
+        turn_wheel(viewport, notches, centre)
 
     with qtbot.waitSignal(view.step_requested) as down:
         wheel(-1)

@@ -7,22 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QDropEvent, QWheelEvent
+from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from tests.dicom_factory import write_ct_series, write_image, write_junk, write_truncated
+from tests.viewer.conftest import turn_wheel
 from viewer.main_window import MainWindow
-
-
-@pytest.fixture
-def window(qtbot, qt_settings):
-    window = MainWindow(settings=qt_settings)
-    qtbot.addWidget(window)
-    window.resize(1200, 800)
-    window.show()
-    qtbot.waitExposed(window)
-    window.activateWindow()
-    return window
 
 
 @pytest.fixture
@@ -104,17 +94,7 @@ def test_wheel_pages_and_keeps_the_readers_window(qtbot, window, ct_folder):
     viewport = window.view.viewport()
     centre = QPointF(viewport.width() / 2, viewport.height() / 2)
     for notches in (-1, -1, -1, 1):  # three notches down, one up
-        wheel = QWheelEvent(
-            centre,
-            QPointF(viewport.mapToGlobal(centre)),
-            QPoint(),
-            QPoint(0, 120 * notches),
-            Qt.MouseButton.NoButton,
-            Qt.KeyboardModifier.NoModifier,
-            Qt.ScrollPhase.NoScrollPhase,
-            False,
-        )
-        QApplication.sendEvent(viewport, wheel)
+        turn_wheel(viewport, notches, centre)
     assert window.frame_index == 2
     assert window.view.voi == adjusted
 
