@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from explain.baselines import parse_baseline
 from explain.devices import DEVICE_CHOICES, DeviceError, pick_device
 from explain.engine import Update
-from explain.methods import METHODS, parse_baseline
+from explain.methods import METHODS
 from explain.model_card import ModelCardError
 from explain.model_file import LoadedModel, ModelLoadError, load_model
 from explain.preprocessing import to_image_grid

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,19 +85,30 @@ class BatchScorer:
         self.size = 1 if not model.batched else (batch_size or 1)
         self.evaluations = 0
 
-    def score(self, batch: torch.Tensor) -> np.ndarray:
+    def target_scores(self, batch: torch.Tensor) -> np.ndarray:
         """The target probability of each input, as float64 on the host."""
         with torch.inference_mode():
             scores = self.model.probabilities(batch)[:, self.target]
-        self.evaluations += len(batch)
         return scores.detach().to("cpu", torch.float64).numpy()
 
-    def run(self, count: int, make_batch: Callable[[int, int], torch.Tensor]) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(start, scores)`` for inputs ``start ..`` in order until all ``count`` are scored.
+    def score(self, batch: torch.Tensor) -> np.ndarray:
+        """:meth:`target_scores` for inputs outside :meth:`run`, counted as evaluations."""
+        self.evaluations += len(batch)
+        return self.target_scores(batch)
 
-        ``make_batch(start, stop)`` builds the inputs on the device. Stops quietly when the
-        cancel token is set, at the latest one batch after it was.
+    def run(
+        self,
+        count: int,
+        make_batch: Callable[[int, int], torch.Tensor],
+        evaluate: Callable[[torch.Tensor], Any] | None = None,
+    ) -> Iterator[tuple[int, Any]]:
+        """Yield ``(start, results)`` for inputs ``start ..`` in order until all ``count`` are done.
+
+        ``make_batch(start, stop)`` builds the inputs on the device; ``evaluate`` turns a batch
+        into results, the target's probabilities by default (gradient methods pass their own).
+        Stops quietly when the cancel token is set, at the latest one batch after it was.
         """
+        evaluate = evaluate or self.target_scores
         start, best_rate, growing = 0, 0.0, not self.fixed
         while start < count:
             if self.cancel.cancelled:
@@ -104,7 +116,7 @@ class BatchScorer:
             stop = min(start + self.size, count)
             began = time.perf_counter()
             try:
-                scores = self.score(make_batch(start, stop))
+                results = evaluate(make_batch(start, stop))
             except RuntimeError as error:
                 if not is_out_of_memory(error) or self.size == 1:
                     raise
@@ -112,8 +124,9 @@ class BatchScorer:
                 if self.model.device.type == "cuda":
                     torch.cuda.empty_cache()
                 continue
+            self.evaluations += stop - start
             rate = (stop - start) / max(time.perf_counter() - began, 1e-9)
-            yield start, scores
+            yield start, results
             if growing and stop - start == self.size:
                 if rate > best_rate * 1.1 and self.size < self.max_batch:
                     best_rate, self.size = rate, min(self.size * 2, self.max_batch)

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
-from explain.occlusion import OcclusionParams, occlusion
 from explain.engine import Update
+from explain.occlusion import OcclusionParams, occlusion
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,3 @@ class Method:
 METHODS: dict[str, Method] = {
     "occlusion": Method("occlusion", "Occlusion", OcclusionParams, occlusion),
 }
-
-
-def parse_baseline(text: str) -> float | str:
-    """A baseline is a number in model-input space, or the name of a derived image."""
-    try:
-        return float(text)
-    except ValueError:
-        if text in ("mean", "blur"):
-            return text
-        raise ValueError(f"baseline must be a number, 'mean' or 'blur', not {text!r}") from None

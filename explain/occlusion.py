@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from explain.baselines import baseline_image
 from explain.engine import BatchScorer, CancelToken, Update, model_device_input
 from explain.model_file import LoadedModel
 
@@ -53,22 +54,9 @@ def interlaced_order(rows: int, columns: int) -> np.ndarray:
     return np.argsort(level.ravel(), kind="stable")
 
 
-def baseline_tensor(x: torch.Tensor, baseline: float | str, window: int) -> torch.Tensor:
-    """What a hidden window shows: a constant, the input's mean, or a blurred copy of the input.
-
-    The blur's width follows the window, so what is hidden is the detail at that scale while
-    the broad brightness stays, an occluder the model finds less strange than a black square.
-    """
-    if baseline == "mean":
-        return torch.full_like(x, float(x.mean()))
-    if baseline == "blur":
-        sigma = max(window / 2.0, 1.0)
-        blurred = ndimage.gaussian_filter(x.detach().cpu().numpy(), sigma=(0, sigma, sigma), mode="nearest")
-        return torch.as_tensor(blurred, dtype=x.dtype, device=x.device)
-    try:
-        return torch.full_like(x, float(baseline))
-    except ValueError:
-        raise ValueError(f"baseline must be a number, 'mean' or 'blur', not {baseline!r}") from None
+def occlusion_baseline(x: torch.Tensor, baseline: float | str, window: int) -> torch.Tensor:
+    """What a hidden window shows; a blur's width follows the window, hiding detail at that scale."""
+    return baseline_image(x, baseline, blur_sigma=window / 2.0)
 
 
 class WindowGrid:
@@ -131,7 +119,7 @@ def occlusion(
     grid = WindowGrid(height, width, params.window, params.stride)
     order = interlaced_order(*grid.shape)
     device_x = model_device_input(x, model)
-    hidden = baseline_tensor(device_x, params.baseline, params.window)
+    hidden = occlusion_baseline(device_x, params.baseline, params.window)
     scorer = BatchScorer(model, target, cancel, batch_size)
     original = float(scorer.score(device_x[None])[0])
     drops = np.full(grid.shape, np.nan)

@@ -30,7 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explain.methods import METHODS, Method, parse_baseline
+from explain.baselines import parse_baseline
+from explain.methods import METHODS, Method
 from explain.model_card import ModelCard
 from viewer.heat_colours import heat_table
 

@@ -9,7 +9,7 @@ from captum.attr import Occlusion
 
 from explain.engine import CancelToken
 from explain.model_file import load_model
-from explain.occlusion import OcclusionParams, baseline_tensor, interlaced_order, occlusion
+from explain.occlusion import OcclusionParams, interlaced_order, occlusion, occlusion_baseline
 from tests.model_factory import RegionDetector, SmallCnn, card_for, export_model
 
 CPU = torch.device("cpu")
@@ -27,7 +27,7 @@ def image():
 
 
 def captum_occlusion(model, x, target, params):
-    baselines = baseline_tensor(x, params.baseline, params.window)[None]
+    baselines = occlusion_baseline(x, params.baseline, params.window)[None]
     explainer = Occlusion(lambda batch: model.probabilities(batch))
     result = explainer.attribute(
         x[None], sliding_window_shapes=(x.shape[0], params.window, params.window),

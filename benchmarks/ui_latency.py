@@ -1,0 +1,103 @@
+"""How responsive the viewer stays while an explanation runs in the background.
+
+A 10 ms timer on the GUI thread measures how late each tick fires (the event-loop latency a
+reader feels as lag), and every tick also performs one window/level step with a repaint, as a
+drag would. Both are measured with the viewer idle and while occlusion runs on the demo model
+over the demo study, in one run; the ratio says what the explanation costs the reader.
+
+    .venv/bin/python benchmarks/ui_latency.py [--seconds 6] [--model M.pt2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+TICK_MS = 10
+
+
+def measure(app, view, seconds: float, keep_going) -> tuple[list[float], list[float]]:
+    """Tick lateness and window/level repaint time, in ms, for ``seconds`` or until done."""
+    from PySide6.QtCore import QElapsedTimer, QTimer
+
+    lateness, repaint = [], []
+    clock = QElapsedTimer()
+    clock.start()
+    last = [clock.elapsed()]
+    timer = QTimer()
+    timer.setInterval(TICK_MS)
+
+    def tick() -> None:
+        now = clock.elapsed()
+        lateness.append(max(now - last[0] - TICK_MS, 0))
+        last[0] = now
+        started = time.perf_counter()
+        view.adjust_window(1 if len(repaint) % 20 < 10 else -1, 0)
+        view.viewport().repaint()
+        repaint.append((time.perf_counter() - started) * 1000)
+
+    timer.timeout.connect(tick)
+    timer.start()
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline and keep_going():
+        app.processEvents()
+    timer.stop()
+    return lateness, repaint
+
+
+def summary(values: list[float]) -> str:
+    return f"median {statistics.median(values):5.1f} ms, p95 {np.percentile(values, 95):5.1f} ms, max {max(values):5.1f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--model", type=Path, help="a .pt2 with its card (default: the demo model)")
+    args = parser.parse_args()
+
+    from PySide6.QtCore import QSettings
+
+    from viewer.app import application
+    from viewer.bundled import DEMO_MODEL, DEMO_STUDY
+    from viewer.explain_worker import engine_threads
+    from viewer.explanation_ui import ExplanationUi
+    from viewer.main_window import MainWindow
+
+    app = application()
+    with tempfile.TemporaryDirectory() as scratch:
+        window = MainWindow(settings=QSettings(str(Path(scratch) / "s.ini"), QSettings.Format.IniFormat))
+        ui = ExplanationUi(window, args.model or DEMO_MODEL)
+        window.resize(1400, 900)
+        window.show()
+        window.open_paths([DEMO_STUDY])
+        window.browser.wait_for_thumbnails()
+        idle = measure(app, window.view, args.seconds, lambda: True)
+        editors = ui.panel.forms.currentWidget().editors
+        editors["window"].setValue(8)
+        editors["stride"].setValue(2)  # about 12,000 windows: long enough to measure under load
+        ui.explain()
+        busy = measure(app, window.view, args.seconds, lambda: ui.controller.busy)
+        ui.cancel()
+        ui.controller.shutdown()
+        window.close()
+
+    print(f"event-loop latency and window/level repaint, {TICK_MS} ms ticks; torch threads {engine_threads()}"
+          f" of {os.cpu_count()} cores")
+    print(f"  idle:      lateness {summary(idle[0])}; repaint {summary(idle[1])}")
+    print(f"  explaining lateness {summary(busy[0])}; repaint {summary(busy[1])}")
+    print(f"  ratio explaining / idle: lateness p95 {np.percentile(busy[0], 95) / max(np.percentile(idle[0], 95), 1):.2f},"
+          f" repaint median {statistics.median(busy[1]) / statistics.median(idle[1]):.2f}")
+
+
+if __name__ == "__main__":
+    main()
