@@ -48,15 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="write the result: .npz (arrays) or .png (overlay)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line per update")
     options = parser.add_argument_group("method options (each method takes its own)")
-    seen: set[str] = set()
+    users: dict[str, list[str]] = {}
+    defaults: dict[str, object] = {}
     for method in METHODS.values():
         for field in fields(method.params):
-            if field.name in seen:
-                continue
-            seen.add(field.name)
-            kind = parse_baseline if field.name == "baseline" else type(field.default)
-            options.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, type=kind, default=None,
-                                 help=f"{method.title}: default {field.default}")
+            users.setdefault(field.name, []).append(f"{method.title} {field.default}")
+            defaults.setdefault(field.name, field.default)
+    for name, used_by in users.items():
+        kind = parse_baseline if name == "baseline" else type(defaults[name])
+        options.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
+                             help="default: " + ", ".join(used_by))
     return parser
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from explain.engine import Update
+from explain.integrated_gradients import IntegratedGradientsParams, integrated_gradients
 from explain.occlusion import OcclusionParams, occlusion
 
 
@@ -31,4 +32,5 @@ class Method:
 
 METHODS: dict[str, Method] = {
     "occlusion": Method("occlusion", "Occlusion", OcclusionParams, occlusion),
+    "ig": Method("ig", "Integrated gradients", IntegratedGradientsParams, integrated_gradients),
 }

@@ -32,7 +32,7 @@ from viewer.main_window import MainWindow
 #: Wait this long after the last image change before scoring the new image for the target list.
 PROBABILITY_DELAY_MS = 150
 #: What the colour scale measures, per method, for the colour bar's caption.
-SCALE_UNITS = {"occlusion": "drop in probability"}
+SCALE_UNITS = {"occlusion": "drop in probability", "ig": "share of the probability"}
 
 
 class ExplanationUi(QObject):

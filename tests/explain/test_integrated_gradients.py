@@ -1,0 +1,104 @@
+"""Integrated gradients equals Captum's, and its partial results estimate the whole integral."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import IntegratedGradients
+
+from explain.baselines import baseline_image
+from explain.engine import CancelToken
+from explain.integrated_gradients import (
+    IntegratedGradientsParams,
+    integrated_gradients,
+    interleaved_order,
+    quadrature,
+)
+from explain.model_file import load_model
+from tests.model_factory import SmallCnn, card_for, export_model
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory):
+    return load_model(export_model(SmallCnn(), card_for(40, 56), tmp_path_factory.mktemp("ig")), CPU)
+
+
+@pytest.fixture(scope="module")
+def image():
+    return torch.randn(1, 40, 56, generator=torch.Generator().manual_seed(1))
+
+
+def final(model, x, params, **options):
+    return list(integrated_gradients(model, x, 1, params, **options))[-1]
+
+
+@pytest.mark.parametrize("rule", ["gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_right"])
+@pytest.mark.parametrize("baseline", [0.0, -2.0, "blur"])
+def test_final_attribution_equals_captum(cnn, image, rule, baseline):
+    params = IntegratedGradientsParams(steps=24, rule=rule, baseline=baseline)
+    ours = final(cnn, image, params)
+    reference = baseline_image(image, baseline, blur_sigma=56 / 16)
+    expected = IntegratedGradients(lambda batch: cnn.probabilities(batch)).attribute(
+        image[None], baselines=reference[None], target=1, n_steps=24, method=rule, internal_batch_size=5,
+    )[0].detach().numpy()
+    assert np.abs(expected).max() > 1e-5
+    assert ours.attribution.dtype == np.float32 and ours.attribution.shape == (1, 40, 56)
+    np.testing.assert_allclose(ours.attribution, expected, rtol=1e-5, atol=1e-9)
+
+
+def test_completeness_gap_shrinks_as_steps_grow(cnn, image):
+    gaps = [abs(final(cnn, image, IntegratedGradientsParams(steps, "riemann_trapezoid")).figures["completeness_gap"])
+            for steps in (4, 16, 64)]
+    assert gaps[0] > gaps[1] > gaps[2]
+    assert gaps[2] < 0.05 * abs(final(cnn, image, IntegratedGradientsParams(64)).figures["score"])
+
+
+def test_every_update_estimates_the_whole_integral(cnn, image):
+    updates = list(integrated_gradients(cnn, image, 1, IntegratedGradientsParams(32), batch_size=4))
+    assert [u.progress for u in updates] == [k / 8 for k in range(1, 9)]
+    assert [u.final for u in updates] == [False] * 7 + [True]
+    final_map = updates[-1].heatmap
+    # A truncated path would carry a fraction of the final map's size; an estimate of the whole
+    # integral is of the same size and already points the same way after a quarter of the nodes.
+    quarter = updates[1].heatmap
+    assert 0.5 < np.abs(quarter).sum() / np.abs(final_map).sum() < 2.0
+    assert np.corrcoef(quarter.ravel(), final_map.ravel())[0, 1] > 0.8
+    assert all("completeness_gap" in u.figures and "score" in u.figures for u in updates)
+
+
+def test_result_does_not_depend_on_batch_size(cnn, image):
+    params = IntegratedGradientsParams(20)
+    results = [final(cnn, image, params, batch_size=size).attribution for size in (1, 6, 64)]
+    for other in results[1:]:
+        np.testing.assert_allclose(other, results[0], rtol=1e-5, atol=1e-9)
+
+
+def test_cancel_stops_within_one_batch(cnn, image):
+    cancel = CancelToken()
+    seen = []
+    for update in integrated_gradients(cnn, image, 1, IntegratedGradientsParams(40), cancel=cancel, batch_size=4):
+        seen.append(update)
+        cancel.cancel()
+    assert len(seen) == 1 and seen[0].evaluations == 2 + 4
+
+
+def test_interleaved_order_covers_the_path_early():
+    order = interleaved_order(50)
+    assert sorted(order.tolist()) == list(range(50))
+    nodes, _ = quadrature("gausslegendre", 50)
+    first = nodes[order[:5]]
+    assert first.min() < 0.1 and first.max() > 0.9, "the first few nodes span the path"
+
+
+def test_quadrature_follows_captum():
+    for rule in ("gausslegendre", "riemann_left", "riemann_middle"):
+        nodes, weights = quadrature(rule, 10)
+        assert weights.sum() == pytest.approx(1.0) and 0 <= nodes.min() and nodes.max() <= 1
+    # Captum's trapezoid rule spaces 10 nodes 1/9 apart but weighs them 1/10: it sums to 0.9.
+    nodes, weights = quadrature("riemann_trapezoid", 10)
+    assert (nodes[0], nodes[-1], weights.sum()) == (0.0, 1.0, pytest.approx(0.9))
+    with pytest.raises(ValueError, match="unknown rule"):
+        quadrature("simpson", 10)
