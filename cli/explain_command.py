@@ -16,14 +16,17 @@ from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from explain.baselines import parse_baseline
 from explain.devices import DEVICE_CHOICES, DeviceError, pick_device
 from explain.engine import Update
-from explain.methods import METHODS
+from explain.methods import METHODS, blurred
 from explain.model_card import ModelCardError
 from explain.model_file import LoadedModel, ModelLoadError, load_model
 from explain.preprocessing import to_image_grid
+from explain.sanity import sanity_check
+from explain.trust import trust_figures, verdict
 from viewer.bundled import DEMO_MODEL, DEMO_STUDY
 from viewer.dicom_files import DicomReadError
 from viewer.dicom_image import FrameImage, load_frame
@@ -47,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help="fixed batch size (default: tuned while running)")
     parser.add_argument("--out", type=Path, help="write the result: .npz (arrays) or .png (overlay)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line per update")
+    parser.add_argument("--no-trust", action="store_true", help="skip the trust figures (deletion, insertion, AOPC)")
+    parser.add_argument("--removal", choices=("baseline", "blur"), default="baseline",
+                        help="what the trust figures remove pixels to: the method's baseline, or a blur")
+    parser.add_argument("--sanity", action="store_true",
+                        help="add the model-randomization sanity check (costs a second explanation)")
     options = parser.add_argument_group("method options (each method takes its own)")
     users: dict[str, list[str]] = {}
     defaults: dict[str, object] = {}
@@ -74,14 +82,30 @@ def first_image(path: str) -> FrameImage:
         raise CommandError(f"{series[0].frames[0].path}: {error}") from None
 
 
-def update_record(update: Update, elapsed: float, model: LoadedModel, target: int, method: str) -> dict:
-    """The JSON line for one update; the final one names the target, its score and the figures."""
-    record = {"progress": round(update.progress, 6), "elapsed": round(elapsed, 4), "final": update.final,
-              "evaluations": update.evaluations}
-    if update.final:
-        record.update({"method": method, "target": model.card.labels[target], "target_index": target,
-                       "score": update.figures.get("score"), **{k: v for k, v in update.figures.items() if k != "score"}})
-    return record
+def update_record(update: Update, elapsed: float) -> dict:
+    """The JSON line for one update of the explanation."""
+    return {"progress": round(update.progress, 6), "elapsed": round(elapsed, 4), "final": update.final,
+            "evaluations": update.evaluations}
+
+
+def final_record(update: Update, elapsed: float, model: LoadedModel, target: int, method: str,
+                 figures: dict[str, float]) -> dict:
+    """The last JSON line: the target, its score, the method's own figures and the trust figures."""
+    return {**update_record(update, elapsed), "method": method, "target": model.card.labels[target],
+            "target_index": target, **update.figures, **figures}
+
+
+def trust_of(model: LoadedModel, x: torch.Tensor, target: int, final: Update, removed: torch.Tensor,
+             batch_size: int | None) -> tuple[dict[str, float], str]:
+    """The trust figures of a finished map, and the verdict in words."""
+    trusted = list(trust_figures(model, x, target, final.heatmap, removed, batch_size=batch_size))[-1]
+    figures = {**final.figures, **trusted.figures}
+    return trusted.figures, verdict(figures, model.card.labels[target])
+
+
+def sanity_of(model: LoadedModel, final: Update, explain) -> dict[str, float]:
+    """The model-randomization check: the same explanation of a randomized model, compared."""
+    return list(sanity_check(model, final.heatmap, explain))[-1].figures
 
 
 def write_result(out: Path, image: FrameImage, x, update: Update, target: int) -> None:
@@ -116,15 +140,26 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     final = None
     for update in method.run(model, x, target, params, batch_size=args.batch_size):
-        record = update_record(update, time.perf_counter() - started, model, target, args.method)
-        if args.json:
-            print(json.dumps(record), flush=True)
+        if args.json and not update.final:
+            print(json.dumps(update_record(update, time.perf_counter() - started)), flush=True)
         final = update
     if final is None or not final.final:
         raise CommandError("the explanation stopped before it finished")
-    if not args.json:
+    figures: dict[str, float] = {}
+    sentence = ""
+    if not args.no_trust:
+        removed = blurred(x) if args.removal == "blur" else method.baseline(x, params)
+        figures, sentence = trust_of(model, x, target, final, removed, args.batch_size)
+    if args.sanity:
+        figures.update(sanity_of(model, final, lambda m, cancel: method.run(m, x, target, params, cancel=cancel)))
+    elapsed = time.perf_counter() - started
+    if args.json:
+        print(json.dumps(final_record(final, elapsed, model, target, args.method, figures)), flush=True)
+    else:
         print(f"{method.title} of '{model.card.labels[target]}' (probability {final.figures['score']:.3f}) "
-              f"in {time.perf_counter() - started:.2f} s, {final.evaluations} model evaluations")
+              f"in {elapsed:.2f} s, {final.evaluations} model evaluations")
+        if sentence:
+            print(sentence)
     if args.out:
         write_result(args.out, image, x, final, target)
     return 0

@@ -80,6 +80,11 @@ def interleaved_order(count: int) -> np.ndarray:
     return np.asarray(order)
 
 
+def path_start(x: torch.Tensor, params: IntegratedGradientsParams) -> torch.Tensor:
+    """Where the path starts; a blur is broad (a sixteenth of the image) to remove the finding."""
+    return baseline_image(x, params.baseline, blur_sigma=max(x.shape[1:]) / 16.0)
+
+
 def integrated_gradients(
     model: LoadedModel,
     x: torch.Tensor,
@@ -92,7 +97,7 @@ def integrated_gradients(
     nodes, weights = quadrature(params.rule, params.steps)
     order = interleaved_order(params.steps)
     device_x = model_device_input(x, model)
-    baseline = baseline_image(device_x, params.baseline, blur_sigma=max(x.shape[1:]) / 16.0)
+    baseline = path_start(device_x, params)
     path = device_x - baseline
     scorer = BatchScorer(model, target, cancel, batch_size)
     ends = scorer.score(torch.stack([device_x, baseline]))

@@ -1,7 +1,8 @@
 """The explanation methods the viewer and the command line offer, by name.
 
-Each method is a generator function ``run(model, x, target, params, cancel, batch_size)`` and a
-frozen dataclass of parameters whose defaults are the ones a first-time user should get.
+Each method is a generator function ``run(model, x, target, params, cancel, batch_size)``, a
+frozen dataclass of parameters whose defaults are the ones a first-time user should get, and
+its baseline: what "removed" means for it, which the trust figures remove pixels to.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
+import torch
+
+from explain.baselines import baseline_image
 from explain.engine import Update
-from explain.integrated_gradients import IntegratedGradientsParams, integrated_gradients
-from explain.occlusion import OcclusionParams, occlusion
+from explain.integrated_gradients import IntegratedGradientsParams, integrated_gradients, path_start
+from explain.occlusion import OcclusionParams, occlusion, occlusion_baseline
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,7 @@ class Method:
     title: str
     params: type
     run: Callable[..., Iterator[Update]]
+    baseline: Callable[[torch.Tensor, Any], torch.Tensor]
 
     def make_params(self, values: dict[str, Any]) -> Any:
         """Parameters from a dict that may hold other methods' options too; None means default."""
@@ -30,7 +35,13 @@ class Method:
         return self.params(**{k: v for k, v in values.items() if k in known and v is not None})
 
 
+def blurred(x: torch.Tensor, _params: Any = None) -> torch.Tensor:
+    """A broad blur of the input: removal for methods without a baseline of their own."""
+    return baseline_image(x, "blur", blur_sigma=max(x.shape[1:]) / 16.0)
+
+
 METHODS: dict[str, Method] = {
-    "occlusion": Method("occlusion", "Occlusion", OcclusionParams, occlusion),
-    "ig": Method("ig", "Integrated gradients", IntegratedGradientsParams, integrated_gradients),
+    "occlusion": Method("occlusion", "Occlusion", OcclusionParams, occlusion,
+                        lambda x, p: occlusion_baseline(x, p.baseline, p.window)),
+    "ig": Method("ig", "Integrated gradients", IntegratedGradientsParams, integrated_gradients, path_start),
 }

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from explain.engine import CancelToken, Update
 from explain.model_file import LoadedModel
+from explain.trust import TrustUpdate
 
 #: Above this rank correlation with the randomized model's map, a map fails the check.
 FAIL_CORRELATION = 0.5
@@ -54,12 +56,27 @@ def rank_correlation(first: np.ndarray, second: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def sanity_check(model: LoadedModel, heatmap: np.ndarray, explain_map: Callable[[LoadedModel], np.ndarray],
-                 layers: int = 2, seed: int = 0) -> dict[str, float]:
-    """Rank correlation between ``heatmap`` and the same explanation of a randomized model.
+def sanity_check(
+    model: LoadedModel,
+    heatmap: np.ndarray,
+    explain: Callable[[LoadedModel, CancelToken | None], Iterator[Update]],
+    cancel: CancelToken | None = None,
+    layers: int = 2,
+    seed: int = 0,
+) -> Iterator[TrustUpdate]:
+    """Repeat an explanation on a randomized model and compare its map with ``heatmap``.
 
-    ``explain_map(model)`` must run the same method with the same parameters and return its
-    final map; ``passed`` is 1.0 when the map changed enough to depend on the learned weights.
+    ``explain(model, cancel)`` must run the same method with the same parameters; its progress
+    is passed on. The final update's figures hold the rank correlation and ``sanity_passed``,
+    1.0 when the map changed enough to depend on the learned weights.
     """
-    correlation = rank_correlation(heatmap, explain_map(randomized_copy(model, layers, seed)))
-    return {"randomized_rank_correlation": correlation, "sanity_passed": float(abs(correlation) < FAIL_CORRELATION)}
+    last: Update | None = None
+    for update in explain(randomized_copy(model, layers, seed), cancel):
+        last = update
+        if not update.final:
+            yield TrustUpdate(update.progress, False, update.evaluations)
+    if last is None or not last.final:
+        return
+    correlation = rank_correlation(heatmap, last.heatmap)
+    figures = {"randomized_rank_correlation": correlation, "sanity_passed": float(abs(correlation) < FAIL_CORRELATION)}
+    yield TrustUpdate(1.0, True, last.evaluations, figures)

@@ -1,7 +1,7 @@
-"""Running an explanation in a background thread and handing its updates to the GUI.
+"""Running explanations in a background thread and handing their updates to the GUI.
 
 The adapter is thin on purpose: the engine knows nothing of Qt, the worker only turns updates
-into signals, and the controller on the GUI side keeps order. Every request is a frozen snapshot
+into signals, and the controller on the GUI side keeps order. Every job is a frozen snapshot
 tagged with a generation number; an update from an older generation (the user moved to another
 image, series or model meanwhile) is dropped, so a stale map never lands on the wrong image.
 """
@@ -9,31 +9,30 @@ image, series or model meanwhile) is dropped, so a stale map never lands on the 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
-from explain.engine import CancelToken, Update
-from explain.methods import METHODS
-from explain.model_file import LoadedModel
+from explain.engine import CancelToken
 
 #: How often the overlay may be redrawn while updates stream in; later updates replace earlier.
 REDRAW_INTERVAL_MS = 50
 
 
 @dataclass(frozen=True, eq=False)
-class ExplainRequest:
-    """Everything the worker needs, gathered on the GUI thread; the worker never reads a widget."""
+class Job:
+    """Work for the background thread, built on the GUI thread from a snapshot of its choices.
+
+    ``work(cancel)`` returns the generator of updates (an explanation, its trust figures);
+    everything it needs is captured when the job is made, so the worker never reads a widget.
+    """
 
     generation: int
-    method: str
-    params: Any
-    model: LoadedModel
-    model_input: torch.Tensor
-    target: int
-    batch_size: int | None = None
+    kind: str
+    work: Callable[[CancelToken], Iterator[Any]]
 
 
 def engine_threads() -> int:
@@ -42,36 +41,35 @@ def engine_threads() -> int:
 
 
 class ExplainWorker(QObject):
-    """Lives in the worker thread; runs one request at a time to its end or its cancellation."""
+    """Lives in the worker thread; runs one job at a time to its end or its cancellation."""
 
-    updated = Signal(int, object)  # generation, Update
+    updated = Signal(int, str, object)  # generation, kind, update
     failed = Signal(int, str)  # generation, one-line message
     stopped = Signal(int)  # generation; after the final update, a cancellation or a failure
 
     @Slot(object, object)
-    def run(self, request: ExplainRequest, cancel: CancelToken) -> None:
+    def run(self, job: Job, cancel: CancelToken) -> None:
         torch.set_num_threads(engine_threads())
-        method = METHODS[request.method]
         try:
-            for update in method.run(request.model, request.model_input, request.target, request.params,
-                                     cancel=cancel, batch_size=request.batch_size):
-                self.updated.emit(request.generation, update)
+            for update in job.work(cancel):
+                self.updated.emit(job.generation, job.kind, update)
         except Exception as error:  # noqa: BLE001 - a user's model may fail in any way; say so in one line
             text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            self.failed.emit(request.generation, f"The explanation failed: {text[:200]}")
+            self.failed.emit(job.generation, f"The {job.kind} failed: {text[:200]}")
         finally:
-            self.stopped.emit(request.generation)
+            self.stopped.emit(job.generation)
 
 
 class ExplainController(QObject):
     """The GUI side: starts and cancels jobs, drops stale updates and throttles redraws.
 
     Signals carry only current-generation results: ``progressed`` for each partial update
-    (at most one per redraw interval, the latest), ``finished`` once with the final update.
+    (at most one per redraw interval, the latest), ``finished`` once with the final update,
+    each with the job's kind.
     """
 
-    progressed = Signal(object)  # Update
-    finished = Signal(object)  # Update
+    progressed = Signal(str, object)  # kind, update
+    finished = Signal(str, object)  # kind, update
     failed = Signal(str)
     idle = Signal()
     _start = Signal(object, object)
@@ -81,7 +79,7 @@ class ExplainController(QObject):
         self.generation = 0
         self._cancel = CancelToken()
         self._running: set[int] = set()
-        self._pending: Update | None = None
+        self._pending: tuple[str, Any] | None = None
         self._thread = QThread()
         self._thread.setObjectName("explanation")
         self._worker = ExplainWorker()
@@ -97,18 +95,18 @@ class ExplainController(QObject):
         self._thread.start()
 
     def next_generation(self) -> int:
-        """Invalidate whatever runs now; the returned number tags the next request."""
+        """Invalidate whatever runs now; the returned number tags the next job."""
         self.cancel()
         self.generation += 1
         return self.generation
 
-    def start(self, request: ExplainRequest) -> None:
-        """Run a request made with :meth:`next_generation`; any older job is already cancelled."""
-        if request.generation != self.generation:
+    def start(self, job: Job) -> None:
+        """Run a job made with :meth:`next_generation`; any older job is already cancelled."""
+        if job.generation != self.generation:
             return
         self._cancel = CancelToken()
-        self._running.add(request.generation)
-        self._start.emit(request, self._cancel)
+        self._running.add(job.generation)
+        self._start.emit(job, self._cancel)
 
     def cancel(self) -> None:
         """Stop the running job within one batch; its remaining updates will be ignored."""
@@ -128,22 +126,22 @@ class ExplainController(QObject):
             self._thread.quit()
             self._thread.wait()
 
-    def _on_update(self, generation: int, update: Update) -> None:
+    def _on_update(self, generation: int, kind: str, update: Any) -> None:
         if generation != self.generation:
             return
         if update.final:
             self._timer.stop()
             self._pending = None
-            self.finished.emit(update)
+            self.finished.emit(kind, update)
             return
-        self._pending = update
+        self._pending = (kind, update)
         if not self._timer.isActive():
             self._timer.start()
 
     def _flush(self) -> None:
         if self._pending is not None:
-            update, self._pending = self._pending, None
-            self.progressed.emit(update)
+            (kind, update), self._pending = self._pending, None
+            self.progressed.emit(kind, update)
 
     def _on_failed(self, generation: int, message: str) -> None:
         if generation == self.generation:

@@ -1,15 +1,18 @@
-"""Explanations in the viewer: the panel, the background worker and the overlay, wired together.
+"""Explanations in the viewer: the panels, the background worker and the overlay, wired together.
 
 The reader keeps reading while a heatmap builds up: the worker thread computes, this object
 turns each (throttled) update into an overlay on the frame it was asked for, and anything that
 changes what is on screen (another image, series or model) cancels the job first, so a map
-never lands on an image it was not made for.
+never lands on an image it was not made for. Once a map is final, its trust figures follow in
+the background the same way, and the sanity check runs when asked for.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,13 +24,16 @@ from explain.engine import Update
 from explain.methods import METHODS
 from explain.model_file import LoadedModel, ModelLoadError, load_model
 from explain.preprocessing import to_image_grid
+from explain.sanity import sanity_check
+from explain.trust import TrustUpdate, trust_figures, verdict
 from viewer.dicom_image import FrameImage
 from viewer.dicom_model_input import frame_model_input
 from viewer.dicom_series import Frame
 from viewer.explain_panel import ExplainPanel
-from viewer.explain_worker import ExplainController, ExplainRequest
+from viewer.explain_worker import ExplainController, Job
 from viewer.heat_colours import heat_levels, heat_lut
 from viewer.main_window import MainWindow
+from viewer.trust_panel import TrustPanel
 
 #: Wait this long after the last image change before scoring the new image for the target list.
 PROBABILITY_DELAY_MS = 150
@@ -35,24 +41,50 @@ PROBABILITY_DELAY_MS = 150
 SCALE_UNITS = {"occlusion": "drop in probability", "ig": "share of the probability"}
 
 
+@dataclass(frozen=True, eq=False)
+class Explanation:
+    """One explanation as asked for: enough to repeat it (sanity check) or test it (trust)."""
+
+    method: str
+    params: Any
+    model: LoadedModel
+    model_input: torch.Tensor
+    target: int
+    frame: Frame
+
+    def run(self, model: LoadedModel, cancel: Any) -> Any:
+        """The method's generator, on this or another model (the sanity check's randomized one)."""
+        return METHODS[self.method].run(model, self.model_input, self.target, self.params, cancel=cancel)
+
+    @property
+    def label(self) -> str:
+        return self.model.card.labels[self.target]
+
+
 class ExplanationUi(QObject):
-    """Adds the explanation dock to a main window and runs its explanations."""
+    """Adds the explanation and trust docks to a main window and runs their jobs."""
 
     explanation_finished = Signal(object)  # Update
+    trust_finished = Signal(object)  # TrustUpdate
 
     def __init__(self, window: MainWindow, model_path: Path | None = None, device: str = "auto") -> None:
         super().__init__(window)
         self.window = window
         self.device_name = device
         self.panel = ExplainPanel()
-        self.dock = window.add_dock("Explanation", "explain_dock", self.panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.trust = TrustPanel()
+        right = Qt.DockWidgetArea.RightDockWidgetArea
+        self.dock = window.add_dock("Explanation", "explain_dock", self.panel, right)
+        self.trust_dock = window.add_dock("Trust", "trust_dock", self.trust, right)
+        window.tabifyDockWidget(window.tags_dock, self.dock)
+        self.dock.raise_()
         self.controller = ExplainController(self)
         self.model: LoadedModel | None = None
+        self.current: Explanation | None = None
+        self.final: Update | None = None
         self.levels: tuple[float, float] | None = None
         self.heat: np.ndarray | None = None
         self.started = 0.0
-        self.frame: Frame | None = None
-        self.last_final: Update | None = None
         self._probabilities_timer = QTimer(self)
         self._probabilities_timer.setSingleShot(True)
         self._probabilities_timer.setInterval(PROBABILITY_DELAY_MS)
@@ -63,6 +95,7 @@ class ExplanationUi(QObject):
         self.panel.open_model_requested.connect(self.choose_model)
         self.panel.overlay_changed.connect(self.redraw)
         self.panel.show_heat.toggled.connect(window.view.set_overlay_visible)
+        self.trust.sanity_requested.connect(self.run_sanity_check)
         window.view.overlay_toggled.connect(self._sync_checkbox)
         window.frame_shown.connect(self._on_frame_shown)
         self.controller.progressed.connect(self._on_progress)
@@ -90,7 +123,7 @@ class ExplanationUi(QObject):
         self.cancel()
         self.model = model
         self.panel.set_model(model.card, f"{Path(path).name} on {describe(device)}")
-        self._clear_overlay()
+        self._forget_explanation()
         self.update_probabilities()
         self._say(f"Model {model.card.name} ready")
         return True
@@ -111,7 +144,7 @@ class ExplanationUi(QObject):
             probabilities = self.model.probabilities(x[None])[0].cpu().tolist()
         self.panel.set_probabilities(probabilities)
 
-    # --- running
+    # --- jobs
 
     def explain(self) -> None:
         """Snapshot everything the job needs and start it in the background."""
@@ -125,36 +158,71 @@ class ExplanationUi(QObject):
         except (ValueError, TypeError) as error:
             self._say(str(error))
             return
-        method = self.panel.method_name()
-        request = ExplainRequest(self.controller.next_generation(), method, params, self.model, x,
-                                 self.panel.target_index())
-        self.frame, self.started, self.levels, self.last_final = image.frame, time.perf_counter(), None, None
+        explanation = Explanation(self.panel.method_name(), params, self.model, x, self.panel.target_index(),
+                                  image.frame)
+        self._forget_explanation()
+        self.current, self.started = explanation, time.perf_counter()
         self.panel.set_running(True)
         self.panel.set_progress(0.0, 0.0)
-        self._say(f"{METHODS[method].title} running on {describe(self.model.device)}…")
-        self.controller.start(request)
+        self._say(f"{METHODS[explanation.method].title} running on {describe(self.model.device)}…")
+        self.controller.start(Job(self.controller.next_generation(), "explanation",
+                                  lambda cancel: explanation.run(explanation.model, cancel)))
+
+    def _start_trust(self, explanation: Explanation, final: Update) -> None:
+        """Figures for the finished map, against the method's own baseline."""
+        removed = METHODS[explanation.method].baseline(explanation.model_input, explanation.params)
+        self.controller.start(Job(self.controller.next_generation(), "trust", lambda cancel: trust_figures(
+            explanation.model, explanation.model_input, explanation.target, final.heatmap, removed, cancel=cancel)))
+
+    def run_sanity_check(self) -> None:
+        """Repeat the explanation on a randomized model; costs as much as the explanation."""
+        explanation, final = self.current, self.final
+        if explanation is None or final is None or self.controller.busy:
+            return
+        self.trust.sanity_button.setEnabled(False)
+        self.panel.set_running(True)
+        self.controller.start(Job(self.controller.next_generation(), "sanity", lambda cancel: sanity_check(
+            explanation.model, final.heatmap, explanation.run, cancel)))
 
     def cancel(self) -> None:
         if self.controller.busy:
-            self._say("Explanation cancelled")
+            self._say("Cancelled")
         self.controller.cancel()
         self.panel.set_running(False)
 
-    def _on_progress(self, update: Update) -> None:
-        self.panel.set_progress(update.progress, time.perf_counter() - self.started)
-        self._show(update)
+    def _on_progress(self, kind: str, update: Update | TrustUpdate) -> None:
+        if kind == "explanation":
+            self.panel.set_progress(update.progress, time.perf_counter() - self.started)
+            self._show(update)
+        else:
+            self.trust.set_progress(update.progress, "Sanity check" if kind == "sanity" else "Trust figures")
 
-    def _on_finished(self, update: Update) -> None:
+    def _on_finished(self, kind: str, update: Update | TrustUpdate) -> None:
+        explanation = self.current
+        if explanation is None:
+            return
+        if kind == "explanation":
+            self._finish_explanation(explanation, update)
+        elif kind == "trust":
+            figures = {**self.final.figures, **update.figures}
+            self.trust.show_figures(verdict(figures, explanation.label), figures, update.curves)
+            self.panel.set_running(False)
+            self.trust_finished.emit(update)
+        else:
+            self.trust.show_sanity(update.figures)
+            self.panel.set_running(False)
+
+    def _finish_explanation(self, explanation: Explanation, update: Update) -> None:
         elapsed = time.perf_counter() - self.started
         self.panel.set_progress(1.0, elapsed)
         self._show(update)
-        self.last_final = update
+        self.final = update
         score = update.figures.get("score")
-        target = self.model.card.labels[self.panel.target_index()] if self.model else ""
         detail = f" (probability {score:.2f})" if score is not None else ""
-        self._say(f"Done in {elapsed:.1f} s, {update.evaluations} model evaluations: {target}{detail}")
-        self.panel.set_running(False)
+        self._say(f"Done in {elapsed:.1f} s, {update.evaluations} model evaluations: {explanation.label}{detail}")
         self.explanation_finished.emit(update)
+        self.trust.set_progress(0.0, "Trust figures")
+        self._start_trust(explanation, update)
 
     def _on_failed(self, message: str) -> None:
         self._say(message)
@@ -165,7 +233,7 @@ class ExplanationUi(QObject):
     def _show(self, update: Update) -> None:
         """Put a map on the image; the colour scale only ever widens during one explanation."""
         image = self.window.view.image
-        if image is None or image.frame is not self.frame:
+        if image is None or self.current is None or image.frame is not self.current.frame:
             return
         self.heat = to_image_grid(update.heatmap, image.stored.shape[:2])
         top = heat_levels(update.heatmap)[1]
@@ -179,20 +247,21 @@ class ExplanationUi(QObject):
         lut = heat_lut(self.panel.opacity_value(), self.panel.threshold_value())
         self.window.view.show_heatmap(self.heat, self.levels, lut)
         self.window.view.set_overlay_visible(self.panel.show_heat.isChecked())
-        self.panel.colour_bar.set_levels(self.levels, SCALE_UNITS.get(self.panel.method_name(), ""))
+        self.panel.colour_bar.set_levels(self.levels, SCALE_UNITS.get(self.current.method if self.current else "", ""))
 
-    def _clear_overlay(self) -> None:
-        self.heat, self.levels, self.last_final = None, None, None
+    def _forget_explanation(self) -> None:
+        """Nothing explained on screen: no overlay, no figures."""
+        self.current, self.final, self.heat, self.levels = None, None, None, None
         self.window.view.overlay.clear()
         self.panel.colour_bar.set_levels(None)
+        self.trust.clear()
 
     def _on_frame_shown(self, frame: Frame) -> None:
-        """Another image is on show: whatever ran was for the old one."""
-        if frame is not self.frame:
-            if self.controller.busy:
-                self.cancel()
-            self._clear_overlay()
-            self.frame = None
+        """Another image is on show: whatever ran or was shown was for the old one."""
+        if self.current is not None and frame is not self.current.frame:
+            self.controller.next_generation()
+            self.panel.set_running(False)
+            self._forget_explanation()
         self._probabilities_timer.start()
 
     def _sync_checkbox(self, visible: bool) -> None:

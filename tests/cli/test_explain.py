@@ -48,6 +48,9 @@ def test_json_lines_and_npz(case, tmp_path):
     assert all(b["elapsed"] >= a["elapsed"] for a, b in zip(lines, lines[1:]))
     final = lines[-1]
     assert final["target"] == "finding" and final["target_index"] == 1 and 0 < final["score"] < 1
+    for figure in ("deletion_auc", "insertion_auc", "aopc", "aopc_random"):
+        assert isinstance(final[figure], float)
+    assert final["aopc"] > final["aopc_random"], "occlusion of a box detector beats a random order"
 
     saved = np.load(out)
     loaded = load_model(model, torch.device("cpu"))
@@ -92,3 +95,14 @@ def test_not_a_dicom_file(case, tmp_path):
     junk = factory.write_junk(tmp_path / "junk.dcm")
     result = explain(str(junk), "--model", str(model))
     assert result.returncode == 2 and result.stderr.strip() == f"error: {junk}: not a DICOM file"
+
+
+def test_sanity_adds_the_randomization_check_and_no_trust_skips_figures(case):
+    model, image = case
+    result = explain(str(image), "--model", str(model), "--method", "ig", "--steps", "8", "--json", "--sanity")
+    final = json.loads(result.stdout.splitlines()[-1])
+    # The box detector has no weights to randomize: its map cannot change, and the check says so.
+    assert final["randomized_rank_correlation"] == pytest.approx(1.0) and final["sanity_passed"] == 0.0
+    assert "completeness_gap" in final and abs(final["completeness_gap"]) < 0.05
+    quick = explain(str(image), "--model", str(model), "--json", "--no-trust")
+    assert "deletion_auc" not in json.loads(quick.stdout.splitlines()[-1])

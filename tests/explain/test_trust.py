@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from explain.engine import CancelToken
+from explain.engine import CancelToken, Update
 from explain.model_file import load_model
 from explain.occlusion import OcclusionParams, occlusion
 from explain.sanity import randomized_copy, sanity_check
@@ -79,24 +79,34 @@ def cnn(tmp_path_factory):
     return load_model(export_model(SmallCnn(seed=3), card_for(32, 32), tmp_path_factory.mktemp("cnn")), CPU)
 
 
+def final_figures(updates):
+    updates = list(updates)
+    assert updates[-1].final
+    return updates[-1].figures
+
+
 def test_sanity_check_flags_a_map_that_ignores_the_model(cnn):
     x = torch.randn(1, 32, 32, generator=torch.Generator().manual_seed(0))
+    edges = np.hypot(ndimage.sobel(x[0].numpy(), 0), ndimage.sobel(x[0].numpy(), 1)).astype(np.float32)
 
-    def edges(_model):
-        return np.hypot(ndimage.sobel(x[0].numpy(), 0), ndimage.sobel(x[0].numpy(), 1))
+    def edge_explainer(_model, _cancel):
+        yield Update(heatmap=edges, progress=1.0, final=True, evaluations=0)
 
-    result = sanity_check(cnn, edges(cnn), edges)
-    assert result == {"randomized_rank_correlation": pytest.approx(1.0), "sanity_passed": 0.0}
+    figures = final_figures(sanity_check(cnn, edges, edge_explainer))
+    assert figures == {"randomized_rank_correlation": pytest.approx(1.0), "sanity_passed": 0.0}
 
 
 def test_sanity_check_passes_occlusion_on_a_real_model(cnn):
     x = torch.randn(1, 32, 32, generator=torch.Generator().manual_seed(0))
 
-    def occlusion_map(model):
-        return list(occlusion(model, x, 1, OcclusionParams(6, 2, 0.0)))[-1].heatmap
+    def occlusion_explainer(model, cancel):
+        return occlusion(model, x, 1, OcclusionParams(6, 2, 0.0), cancel=cancel)
 
-    result = sanity_check(cnn, occlusion_map(cnn), occlusion_map)
-    assert result["sanity_passed"] == 1.0 and abs(result["randomized_rank_correlation"]) < 0.5
+    original = list(occlusion_explainer(cnn, None))[-1].heatmap
+    updates = list(sanity_check(cnn, original, occlusion_explainer))
+    assert len(updates) > 1 and [u.progress for u in updates] == sorted(u.progress for u in updates)
+    figures = updates[-1].figures
+    assert figures["sanity_passed"] == 1.0 and abs(figures["randomized_rank_correlation"]) < 0.5
 
 
 def test_randomized_copy_leaves_the_original_alone(cnn):

@@ -9,7 +9,7 @@ import torch
 from explain.model_file import load_model
 from explain.occlusion import OcclusionParams, occlusion
 from tests.model_factory import RegionDetector, SmallCnn, card_for, export_model
-from viewer.explain_worker import ExplainController, ExplainRequest
+from viewer.explain_worker import ExplainController, Job
 
 CPU = torch.device("cpu")
 
@@ -28,7 +28,8 @@ def controller(qtbot):
 
 
 def request_for(controller, model, x, params=OcclusionParams(4, 2, 0.0), batch_size=None):
-    return ExplainRequest(controller.next_generation(), "occlusion", params, model, x, 1, batch_size)
+    return Job(controller.next_generation(), "explanation",
+               lambda cancel: occlusion(model, x, 1, params, cancel=cancel, batch_size=batch_size))
 
 
 def test_final_update_arrives_with_the_engines_result(qtbot, controller, model):
@@ -36,16 +37,16 @@ def test_final_update_arrives_with_the_engines_result(qtbot, controller, model):
     with qtbot.waitSignal(controller.finished, timeout=20000) as finished:
         controller.start(request_for(controller, model, x))
     expected = list(occlusion(model, x, 1, OcclusionParams(4, 2, 0.0)))[-1]
-    np.testing.assert_array_equal(finished.args[0].heatmap, expected.heatmap)
+    assert finished.args[0] == "explanation"
+    np.testing.assert_array_equal(finished.args[1].heatmap, expected.heatmap)
     qtbot.waitUntil(lambda: not controller.busy)
 
 
 def test_a_newer_request_drops_the_older_ones_updates(qtbot, controller, model):
     old_input, new_input = torch.ones(1, 32, 40), torch.ones(1, 32, 40) * 2
-    finals = []
-    controller.finished.connect(finals.append)
-    progressed = []
-    controller.progressed.connect(progressed.append)
+    finals, progressed = [], []
+    controller.finished.connect(lambda kind, update: finals.append(update))
+    controller.progressed.connect(lambda kind, update: progressed.append(update))
     controller.start(request_for(controller, model, old_input, OcclusionParams(2, 1, 0.0), batch_size=1))
     with qtbot.waitSignal(controller.finished, timeout=20000):
         controller.start(request_for(controller, model, new_input))
@@ -59,7 +60,7 @@ def test_a_newer_request_drops_the_older_ones_updates(qtbot, controller, model):
 def test_cancel_stops_the_job_and_nothing_final_arrives(qtbot, controller, tmp_path):
     slow = load_model(export_model(SmallCnn(), card_for(64, 64), tmp_path), CPU)
     finals = []
-    controller.finished.connect(finals.append)
+    controller.finished.connect(lambda kind, update: finals.append(update))
     with qtbot.waitSignal(controller.progressed, timeout=20000):
         controller.start(request_for(controller, slow, torch.randn(1, 64, 64), OcclusionParams(2, 1, 0.0), 1))
     with qtbot.waitSignal(controller.idle, timeout=5000):
@@ -69,8 +70,7 @@ def test_cancel_stops_the_job_and_nothing_final_arrives(qtbot, controller, tmp_p
 
 def test_a_failing_model_reports_one_line(qtbot, controller, model):
     too_small = torch.ones(1, 8, 8)  # a 16-pixel window cannot be placed on an 8 x 8 input
-    request = ExplainRequest(controller.next_generation(), "occlusion", OcclusionParams(16, 8, 0.0), model,
-                             too_small, 1)
+    request = request_for(controller, model, too_small, OcclusionParams(16, 8, 0.0))
     with qtbot.waitSignal(controller.failed, timeout=20000) as failed:
         controller.start(request)
     assert failed.args[0].startswith("The explanation failed:") and "\n" not in failed.args[0]

@@ -99,3 +99,30 @@ def test_target_list_shows_the_models_probabilities(qtbot, window, ui, tmp_path)
     qtbot.waitUntil(lambda: "(" in ui.panel.target.itemText(1), timeout=5000)
     values = [float(ui.panel.target.itemText(i).split("(")[1].rstrip(")")) for i in range(2)]
     assert sum(values) == pytest.approx(1.0, abs=0.011)
+
+
+def test_trust_figures_follow_the_finished_map(qtbot, window, ui, tmp_path):
+    window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=96, cols=128)])
+    with qtbot.waitSignal(ui.trust_finished, timeout=30000) as trusted:
+        qtbot.mouseClick(ui.panel.explain_button, Qt.MouseButton.LeftButton)
+    figures = trusted.args[0].figures
+    assert figures["aopc"] > figures["aopc_random"], "occlusion of a box detector beats chance"
+    assert ui.trust.verdict.text().startswith("<b>Removing the top 10% of highlighted pixels changes the finding")
+    xs, ys = ui.trust.deletion.getData()
+    assert len(xs) == 21 and ys[0] == pytest.approx(figures["score"])
+    assert "Deletion area" in ui.trust.figures.text()
+    assert ui.trust.sanity_button.isEnabled()
+    with qtbot.waitSignal(ui.controller.finished, timeout=30000, check_params_cb=lambda kind, _: kind == "sanity"):
+        ui.trust.sanity_button.click()
+    assert "Sanity check" in ui.trust.sanity.text()
+
+
+def test_another_image_clears_the_trust_figures(qtbot, window, ui, tmp_path):
+    folder = tmp_path / "ct"
+    write_ct_series(folder, 2, rows=48, cols=64)
+    window.open_paths([folder])
+    with qtbot.waitSignal(ui.trust_finished, timeout=30000):
+        ui.explain()
+    window.step(1)
+    assert ui.trust.figures.text() == "" and not ui.trust.sanity_button.isEnabled()
+    assert ui.current is None and window.view.overlay.image is None
