@@ -21,7 +21,7 @@ import torch
 from explain.baselines import parse_baseline
 from explain.devices import DEVICE_CHOICES, DeviceError, pick_device
 from explain.engine import Update
-from explain.methods import METHODS, blurred
+from explain.methods import CHOICES, IMAGE_OR_VALUE, METHODS, blurred
 from explain.model_card import ModelCardError
 from explain.model_file import LoadedModel, ModelLoadError, load_model
 from explain.preprocessing import to_image_grid
@@ -63,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
             users.setdefault(field.name, []).append(f"{method.title} {field.default}")
             defaults.setdefault(field.name, field.default)
     for name, used_by in users.items():
-        kind = parse_baseline if name == "baseline" else type(defaults[name])
+        kind = parse_baseline if name in IMAGE_OR_VALUE else type(defaults[name])
         options.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
-                             help="default: " + ", ".join(used_by))
+                             choices=CHOICES.get(name), help="default: " + ", ".join(used_by))
     return parser
 
 

@@ -69,8 +69,9 @@ class BatchScorer:
     """Scores perturbed inputs in batches on the model's device, tuning the batch size as it goes.
 
     The batch size starts at one, so the first partial map comes after a single forward pass,
-    and doubles while the throughput grows by more than a tenth. Every trial batch is real work
-    that counts toward the result; none is spent on measuring alone. Out-of-memory halves it.
+    and doubles while the throughput grows by more than a tenth (allowing one miss, as timings
+    on a busy machine are noisy). Every trial batch is real work that counts toward the result;
+    none is spent on measuring alone. Out-of-memory halves it.
     """
 
     def __init__(
@@ -109,7 +110,8 @@ class BatchScorer:
         Stops quietly when the cancel token is set, at the latest one batch after it was.
         """
         evaluate = evaluate or self.target_scores
-        start, best_rate, growing = 0, 0.0, not self.fixed
+        start, growing = 0, not self.fixed
+        best_rate, best_size, misses = 0.0, self.size, 0
         while start < count:
             if self.cancel.cancelled:
                 return
@@ -128,12 +130,16 @@ class BatchScorer:
             rate = (stop - start) / max(time.perf_counter() - began, 1e-9)
             yield start, results
             if growing and stop - start == self.size:
-                if rate > best_rate * 1.1 and self.size < self.max_batch:
-                    best_rate, self.size = rate, min(self.size * 2, self.max_batch)
+                # One slow batch on a busy machine must not stop the growth for good: only two
+                # sizes in a row without a tenth more throughput end it, at the best size seen.
+                if rate > best_rate * 1.1:
+                    best_rate, best_size, misses = rate, self.size, 0
                 else:
-                    growing = False
-                    if rate < best_rate:
-                        self.size = max(self.size // 2, 1)
+                    misses += 1
+                if misses >= 2 or self.size >= self.max_batch:
+                    growing, self.size = False, best_size if misses else self.size
+                else:
+                    self.size = min(self.size * 2, self.max_batch)
             start = stop
 
 

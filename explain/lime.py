@@ -79,7 +79,7 @@ def felzenszwalb(grey: np.ndarray, count: int, steps: int = 10) -> np.ndarray:
     """Felzenszwalb's graph segmentation, its scale searched for about ``count`` segments.
 
     Its scale sets segment sizes only through the local contrast, so the same scale gives
-    four segments on one image and four hundred on another; a bisection on the scale's
+    one segment on a smooth image and dozens on a radiograph; a bisection on the scale's
     logarithm (fewer segments as it grows) finds one within a tenth of the count, or the
     closest of ``steps`` tries. Fragments under a quarter of a typical superpixel are merged.
     """
@@ -102,7 +102,8 @@ def quickshift(grey: np.ndarray, count: int) -> np.ndarray:
     """Quickshift mode seeking, its kernel sized for about ``count`` segments.
 
     On the 0-100 lightness scale quickshift's ratio is made for, so intensity edges count;
-    with no cut on link length, the count follows the kernel: about one mode per (8 kernels)².
+    with no cut on link length, the count follows the kernel: about one segment per square
+    eight kernel widths across.
     """
     kernel = max(np.sqrt(grey.size / count) / 8, 1.0)
     return segmentation.quickshift(grey[..., None] * 100, ratio=0.5, kernel_size=kernel, max_dist=np.inf,
@@ -143,6 +144,11 @@ def fill_image(x: torch.Tensor, labels: np.ndarray, fill: float | str) -> torch.
         return torch.as_tensor(means[:, labels], dtype=x.dtype, device=x.device)
     side = np.sqrt(labels.size / count)
     return baseline_image(x, fill, blur_sigma=side / 2)
+
+
+def lime_baseline(x: torch.Tensor, params: LimeParams) -> torch.Tensor:
+    """The input with every superpixel switched off: what "removed" means for LIME."""
+    return fill_image(x, superpixels(x, params), params.fill)
 
 
 def kernel_weights(masks: np.ndarray, width: float) -> np.ndarray:
@@ -216,7 +222,7 @@ def lime(
     scores = np.full(params.samples, np.nan)
 
     def make_batch(start: int, stop: int) -> torch.Tensor:
-        # index_select, not [:, labels]: torch's advanced indexing by an image of labels is ~1000x slower.
+        # index_select, not [:, labels]: indexing by an image of labels takes torch a far slower path.
         shown = device_masks[start:stop].index_select(1, device_labels).view(stop - start, 1, height, width)
         return torch.where(shown, device_x, hidden)
 

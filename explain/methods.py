@@ -15,7 +15,8 @@ import torch
 
 from explain.baselines import baseline_image
 from explain.engine import Update
-from explain.integrated_gradients import IntegratedGradientsParams, integrated_gradients, path_start
+from explain.integrated_gradients import RULES, IntegratedGradientsParams, integrated_gradients, path_start
+from explain.lime import SEGMENTERS, LimeParams, lime, lime_baseline
 from explain.occlusion import OcclusionParams, occlusion, occlusion_baseline
 
 
@@ -44,4 +45,10 @@ METHODS: dict[str, Method] = {
     "occlusion": Method("occlusion", "Occlusion", OcclusionParams, occlusion,
                         lambda x, p: occlusion_baseline(x, p.baseline, p.window)),
     "ig": Method("ig", "Integrated gradients", IntegratedGradientsParams, integrated_gradients, path_start),
+    "lime": Method("lime", "LIME (superpixels)", LimeParams, lime, lime_baseline),
 }
+
+#: Parameters that take a value or the name of a derived image, parsed alike everywhere.
+IMAGE_OR_VALUE = ("baseline", "fill")
+#: Parameters with a fixed set of values, for menus and the command line's checks.
+CHOICES: dict[str, tuple[str, ...]] = {"rule": RULES, "segmentation": tuple(SEGMENTERS)}

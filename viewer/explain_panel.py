@@ -30,8 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explain.baselines import parse_baseline
-from explain.methods import METHODS, Method
+from explain.baselines import BASELINE_NAMES, parse_baseline
+from explain.methods import CHOICES, IMAGE_OR_VALUE, METHODS, Method
 from explain.model_card import ModelCard
 from viewer.heat_colours import heat_table
 
@@ -65,11 +65,16 @@ class ParameterForm(QWidget):
 
     @staticmethod
     def _editor(name: str, default: Any) -> QWidget:
-        if name == "baseline":
+        if name in IMAGE_OR_VALUE:
             box = QComboBox()
             box.setEditable(True)
-            box.addItems([str(default), "mean", "blur"])
-            box.setToolTip("What hides a region: a value in model-input space, the image's mean, or a blur")
+            box.addItems(list(dict.fromkeys([str(default), *BASELINE_NAMES, "0.0"])))
+            box.setToolTip("A value in model-input space, the image's mean, or a blurred copy")
+            return box
+        if name in CHOICES:
+            box = QComboBox()
+            box.addItems(list(CHOICES[name]))
+            box.setCurrentText(str(default))
             return box
         if isinstance(default, bool):
             check = QCheckBox()
@@ -95,7 +100,7 @@ class ParameterForm(QWidget):
         """The method's parameter object for what the editors show; ``ValueError`` if malformed."""
         values: dict[str, Any] = {}
         for name, editor in self.editors.items():
-            if name == "baseline":
+            if name in IMAGE_OR_VALUE:
                 values[name] = parse_baseline(editor.currentText().strip())
             elif isinstance(editor, QCheckBox):
                 values[name] = editor.isChecked()
@@ -140,10 +145,12 @@ class ExplainPanel(QWidget):
         self.status.setWordWrap(True)
         self.show_heat = QCheckBox("Show heatmap (H)")
         self.show_heat.setChecked(True)
+        self.show_segments = QCheckBox("Show superpixels (LIME)")
+        self.show_segments.setToolTip("Outline the regions LIME switched on and off")
         self.opacity = self._slider(60)
         self.threshold = self._slider(10)
         self.colour_bar = ColourBar()
-        for control in (self.show_heat,):
+        for control in (self.show_heat, self.show_segments):
             control.toggled.connect(self.overlay_changed)
         for slider in (self.opacity, self.threshold):
             slider.valueChanged.connect(self.overlay_changed)
@@ -176,6 +183,7 @@ class ExplainPanel(QWidget):
         overlay_box = QGroupBox("Overlay")
         overlay_layout = QFormLayout(overlay_box)
         overlay_layout.addRow(self.show_heat)
+        overlay_layout.addRow(self.show_segments)
         overlay_layout.addRow(self.colour_bar)
         overlay_layout.addRow("Opacity", self.opacity)
         overlay_layout.addRow("Threshold", self.threshold)

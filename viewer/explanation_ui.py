@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyqtgraph as pg
 import torch
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QFileDialog
+from skimage.segmentation import find_boundaries
 
 from explain.devices import DeviceError, describe, pick_device
 from explain.engine import Update
+from explain.lime import superpixels
 from explain.methods import METHODS
 from explain.model_file import LoadedModel, ModelLoadError, load_model
 from explain.preprocessing import to_image_grid
@@ -35,10 +38,13 @@ from viewer.heat_colours import heat_levels, heat_lut
 from viewer.main_window import MainWindow
 from viewer.trust_panel import TrustPanel
 
+#: Superpixel outlines: white, half transparent, visible on both lung and bone.
+SEGMENT_OUTLINE = (255, 255, 255, 140)
 #: Wait this long after the last image change before scoring the new image for the target list.
 PROBABILITY_DELAY_MS = 150
 #: What the colour scale measures, per method, for the colour bar's caption.
-SCALE_UNITS = {"occlusion": "drop in probability", "ig": "share of the probability"}
+SCALE_UNITS = {"occlusion": "drop in probability", "ig": "share of the probability",
+               "lime": "surrogate weight (probability)"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,6 +85,9 @@ class ExplanationUi(QObject):
         window.tabifyDockWidget(window.tags_dock, self.dock)
         self.dock.raise_()
         self.controller = ExplainController(self)
+        self.segment_outlines = pg.ImageItem()
+        self.segment_outlines.setZValue(2)
+        window.view.box.addItem(self.segment_outlines, ignoreBounds=True)
         self.model: LoadedModel | None = None
         self.current: Explanation | None = None
         self.final: Update | None = None
@@ -242,6 +251,7 @@ class ExplanationUi(QObject):
 
     def redraw(self) -> None:
         """Draw the current map with the panel's opacity and threshold."""
+        self.draw_segments()
         if self.heat is None or self.levels is None:
             return
         lut = heat_lut(self.panel.opacity_value(), self.panel.threshold_value())
@@ -249,10 +259,26 @@ class ExplanationUi(QObject):
         self.window.view.set_overlay_visible(self.panel.show_heat.isChecked())
         self.panel.colour_bar.set_levels(self.levels, SCALE_UNITS.get(self.current.method if self.current else "", ""))
 
+    def draw_segments(self) -> None:
+        """Outline LIME's superpixels on the image's own pixels, when asked and relevant."""
+        explanation, image = self.current, self.window.view.image
+        wanted = self.panel.show_segments.isChecked() and explanation is not None and explanation.method == "lime"
+        if not wanted or image is None or image.frame is not explanation.frame:
+            self.segment_outlines.clear()
+            return
+        labels = superpixels(explanation.model_input, explanation.params)
+        rows, columns = image.stored.shape[:2]
+        on_image = labels[np.arange(rows) * labels.shape[0] // rows][:, np.arange(columns) * labels.shape[1] // columns]
+        outline = np.zeros((rows, columns, 4), dtype=np.uint8)
+        outline[find_boundaries(on_image, mode="inner")] = SEGMENT_OUTLINE
+        self.segment_outlines.setImage(outline, autoLevels=False, levels=(0, 255))
+        self.segment_outlines.setRect(self.window.view.image_rect())
+
     def _forget_explanation(self) -> None:
         """Nothing explained on screen: no overlay, no figures."""
         self.current, self.final, self.heat, self.levels = None, None, None, None
         self.window.view.overlay.clear()
+        self.segment_outlines.clear()
         self.panel.colour_bar.set_levels(None)
         self.trust.clear()
 

@@ -126,3 +126,16 @@ def test_another_image_clears_the_trust_figures(qtbot, window, ui, tmp_path):
     window.step(1)
     assert ui.trust.figures.text() == "" and not ui.trust.sanity_button.isEnabled()
     assert ui.current is None and window.view.overlay.image is None
+
+
+def test_lime_superpixels_are_outlined_on_request(qtbot, window, ui, tmp_path):
+    window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=96, cols=128)])
+    ui.panel.method.setCurrentIndex(ui.panel.method.findData("lime"))
+    ui.panel.forms.currentWidget().editors["samples"].setValue(120)
+    explain_and_wait(qtbot, ui)
+    assert ui.segment_outlines.image is None
+    ui.panel.show_segments.setChecked(True)
+    outline = ui.segment_outlines.image
+    assert outline.shape == (96, 128, 4) and 0.02 < (outline[..., 3] > 0).mean() < 0.5
+    ui.panel.show_segments.setChecked(False)
+    assert ui.segment_outlines.image is None
