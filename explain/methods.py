@@ -18,6 +18,7 @@ from explain.engine import Update
 from explain.integrated_gradients import RULES, IntegratedGradientsParams, integrated_gradients, path_start
 from explain.lime import SEGMENTERS, LimeParams, lime, lime_baseline
 from explain.occlusion import OcclusionParams, occlusion, occlusion_baseline
+from explain.perturbation import MODES, PerturbationParams, perturbation, perturbation_baseline
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,11 @@ METHODS: dict[str, Method] = {
                         lambda x, p: occlusion_baseline(x, p.baseline, p.window)),
     "ig": Method("ig", "Integrated gradients", IntegratedGradientsParams, integrated_gradients, path_start),
     "lime": Method("lime", "LIME (superpixels)", LimeParams, lime, lime_baseline),
+    "perturbation": Method("perturbation", "Meaningful perturbation", PerturbationParams, perturbation,
+                           perturbation_baseline),
 }
 
 #: Parameters that take a value or the name of a derived image, parsed alike everywhere.
 IMAGE_OR_VALUE = ("baseline", "fill")
 #: Parameters with a fixed set of values, for menus and the command line's checks.
-CHOICES: dict[str, tuple[str, ...]] = {"rule": RULES, "segmentation": tuple(SEGMENTERS)}
+CHOICES: dict[str, tuple[str, ...]] = {"rule": RULES, "segmentation": tuple(SEGMENTERS), "mode": MODES}

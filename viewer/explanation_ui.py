@@ -44,7 +44,7 @@ SEGMENT_OUTLINE = (255, 255, 255, 140)
 PROBABILITY_DELAY_MS = 150
 #: What the colour scale measures, per method, for the colour bar's caption.
 SCALE_UNITS = {"occlusion": "drop in probability", "ig": "share of the probability",
-               "lime": "surrogate weight (probability)"}
+               "lime": "surrogate weight (probability)", "perturbation": "mask: share removed"}
 
 
 @dataclass(frozen=True, eq=False)

@@ -139,3 +139,18 @@ def test_lime_superpixels_are_outlined_on_request(qtbot, window, ui, tmp_path):
     assert outline.shape == (96, 128, 4) and 0.02 < (outline[..., 3] > 0).mean() < 0.5
     ui.panel.show_segments.setChecked(False)
     assert ui.segment_outlines.image is None
+
+
+@pytest.mark.parametrize("method, options", [
+    ("occlusion", {"window": 8, "stride": 4}), ("ig", {"steps": 8}), ("lime", {"samples": 80}),
+    ("perturbation", {"iterations": 20}),
+])
+def test_every_method_runs_from_the_panel(qtbot, window, ui, tmp_path, method, options):
+    window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=96, cols=128)])
+    ui.panel.method.setCurrentIndex(ui.panel.method.findData(method))
+    editors = ui.panel.forms.currentWidget().editors
+    for name, value in options.items():
+        editors[name].setValue(value)
+    final = explain_and_wait(qtbot, ui)
+    assert final.final and final.attribution.shape == (1, 48, 64)
+    assert ui.panel.method_name() == method and window.view.overlay.image.shape == (96, 128)
