@@ -62,16 +62,16 @@ def application() -> QApplication:
 
 
 def wait_for_explanation(app: QApplication, ui: ExplanationUi, method: str) -> bool:
-    """Run one explanation to its end, for a screenshot that shows the finished overlay."""
+    """Run one explanation and its trust figures to the end, for a screenshot of the result."""
     finished: list[object] = []
-    ui.explanation_finished.connect(finished.append)
+    ui.trust_finished.connect(finished.append)
     ui.controller.failed.connect(lambda _message: finished.append(None))
     ui.panel.method.setCurrentIndex(ui.panel.method.findData(method))
     ui.explain()
-    while not finished and ui.controller.busy:
+    while not finished:
         app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 50)
     app.processEvents()
-    return bool(finished) and finished[0] is not None
+    return finished[0] is not None
 
 
 def run_gui(paths: list[str], screenshot: str | None = None, explain: str | None = None,

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QStackedWidget,
@@ -132,7 +133,8 @@ class ExplainPanel(QWidget):
         for method in METHODS.values():
             self.method.addItem(method.title, method.name)
             self.forms.addWidget(ParameterForm(method))
-        self.method.currentIndexChanged.connect(self.forms.setCurrentIndex)
+        self.method.currentIndexChanged.connect(self._show_form)
+        self._show_form(0)
         self.explain_button = QPushButton("Explain")
         self.explain_button.setDefault(True)
         self.explain_button.clicked.connect(self.explain_requested)
@@ -191,6 +193,14 @@ class ExplainPanel(QWidget):
         for box in (model_box, method_box, overlay_box):
             layout.addWidget(box)
         layout.addStretch(1)
+
+    def _show_form(self, index: int) -> None:
+        """Show one method's parameters, the panel as tall as they need and no taller."""
+        for page in range(self.forms.count()):
+            policy = QSizePolicy.Policy.Preferred if page == index else QSizePolicy.Policy.Ignored
+            self.forms.widget(page).setSizePolicy(policy, policy)
+        self.forms.setCurrentIndex(index)
+        self.forms.adjustSize()
 
     def set_model(self, card: ModelCard | None, detail: str = "") -> None:
         """Show the model's name; the target list follows its labels."""

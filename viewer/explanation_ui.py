@@ -18,7 +18,7 @@ import numpy as np
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import QApplication, QFileDialog
+from PySide6.QtWidgets import QApplication, QFileDialog, QFrame, QScrollArea, QWidget
 from skimage.segmentation import find_boundaries
 
 from explain.devices import DeviceError, describe, pick_device
@@ -45,6 +45,15 @@ PROBABILITY_DELAY_MS = 150
 #: What the colour scale measures, per method, for the colour bar's caption.
 SCALE_UNITS = {"occlusion": "drop in probability", "ig": "share of the probability",
                "lime": "surrogate weight (probability)", "perturbation": "mask: share removed"}
+
+
+def scrolling(panel: QWidget) -> QScrollArea:
+    """A panel that scrolls rather than squeezes when its dock is short."""
+    area = QScrollArea()
+    area.setWidget(panel)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    return area
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,8 +89,8 @@ class ExplanationUi(QObject):
         self.panel = ExplainPanel()
         self.trust = TrustPanel()
         right = Qt.DockWidgetArea.RightDockWidgetArea
-        self.dock = window.add_dock("Explanation", "explain_dock", self.panel, right)
-        self.trust_dock = window.add_dock("Trust", "trust_dock", self.trust, right)
+        self.dock = window.add_dock("Explanation", "explain_dock", scrolling(self.panel), right)
+        self.trust_dock = window.add_dock("Trust", "trust_dock", scrolling(self.trust), right)
         window.tabifyDockWidget(window.tags_dock, self.dock)
         self.dock.raise_()
         self.controller = ExplainController(self)
