@@ -8,9 +8,14 @@ the map, carried back to the image's pixels, is compared with the true fluid mas
 - relevance mass (Arras et al. 2022): what share of the positive heat lies inside the lesion?
   Against it stands the lesion's share of the image, what a map spread evenly would score.
 
-The phantoms come from ``scripts/make_phantoms.py`` with a seed no test or training run uses.
+- deletion and insertion areas and AOPC against a random order: the trust figures the
+  viewer shows, here averaged (see ``explain/trust.py``).
 
-    .venv/bin/python benchmarks/quality.py [--count 40] [--seed 7000] [--methods occlusion]
+The same is measured for the demo model with its top layers randomized (Adebayo et al. 2018):
+maps that still point at the lesion then would show the image, not the model. The phantoms
+come from ``scripts/make_phantoms.py`` with a seed no test or training run uses.
+
+    .venv/bin/python benchmarks/quality.py [--count 16] [--seed 7000] [--methods occlusion ...]
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ sys.path.insert(0, str(ROOT))
 from explain.methods import METHODS  # noqa: E402
 from explain.model_file import load_model  # noqa: E402
 from explain.preprocessing import to_image_grid  # noqa: E402
+from explain.sanity import randomized_copy  # noqa: E402
+from explain.trust import trust_figures  # noqa: E402
 from viewer.bundled import DEMO_MODEL  # noqa: E402
 from viewer.dicom_image import load_frame  # noqa: E402
 from viewer.dicom_model_input import frame_model_input  # noqa: E402
@@ -70,22 +77,27 @@ def evaluate(method_name: str, model, cases: list[tuple[Path, Path, bool]]) -> d
     """Explain every effusion case with one method and score the maps against the masks."""
     method = METHODS[method_name]
     target = model.card.labels.index("effusion")
-    hits, masses, shares, seconds = [], [], [], []
+    hits, masses, shares, seconds, trusted = [], [], [], [], []
     for image_path, mask_path, effusion in cases:
         if not effusion:
             continue
         image = load_frame(open_paths([image_path]).all_series()[0].frames[0])
         x = frame_model_input(image, model.card)
         started = time.perf_counter()
-        final = list(method.run(model, x, target, method.params()))[-1]
+        params = method.params()
+        final = list(method.run(model, x, target, params))[-1]
         seconds.append(time.perf_counter() - started)
+        removed = method.baseline(x, params)
+        trusted.append(list(trust_figures(model, x, target, final.heatmap, removed))[-1].figures)
         heatmap = to_image_grid(final.heatmap, image.stored.shape[:2])
         mask = imread(mask_path) > 0
         hits.append(pointing_hit(heatmap, mask))
         masses.append(relevance_mass(heatmap, mask))
         shares.append(float(mask.mean()))
+    averaged = {key: statistics.mean(t[key] for t in trusted)
+                for key in ("deletion_auc", "insertion_auc", "aopc", "aopc_random")}
     return {"cases": len(hits), "pointing": float(np.mean(hits)), "mass": statistics.mean(masses),
-            "area": statistics.mean(shares), "seconds": statistics.median(seconds)}
+            "area": statistics.mean(shares), "seconds": statistics.median(seconds), **averaged}
 
 
 def accuracy(model, cases: list[tuple[Path, Path, bool]]) -> float:
@@ -102,7 +114,7 @@ def accuracy(model, cases: list[tuple[Path, Path, bool]]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=40)
+    parser.add_argument("--count", type=int, default=16)
     parser.add_argument("--seed", type=int, default=7000)
     parser.add_argument("--model", type=Path, default=DEMO_MODEL)
     parser.add_argument("--methods", nargs="+", default=sorted(METHODS), choices=sorted(METHODS))
@@ -112,12 +124,15 @@ def main() -> None:
         cases = make_phantoms(Path(scratch), args.count, args.seed)
         print(f"{args.count} held-out phantoms (seed {args.seed}), {sum(c[2] for c in cases)} with effusion;"
               f" {model.card.name}: accuracy {accuracy(model, cases):.2f}")
-        print("| method | pointing game | relevance mass in lesion | lesion share of image | seconds per map |")
-        print("|---|---|---|---|---|")
-        for name in args.methods:
-            scores = evaluate(name, model, cases)
-            print(f"| {METHODS[name].title} | {scores['pointing']:.2f} ({scores['cases']} cases) | {scores['mass']:.2f} |"
-                  f" {scores['area']:.3f} | {scores['seconds']:.2f} |")
+        print("| model | method | pointing game | relevance mass in lesion (lesion share) | deletion area |"
+              " insertion area | AOPC (random order) | seconds per map |")
+        print("|---|---|---|---|---|---|---|---|")
+        for label, scored in (("demo", model), ("demo, top layers randomized", randomized_copy(model))):
+            for name in args.methods:
+                r = evaluate(name, scored, cases)
+                print(f"| {label} | {METHODS[name].title} | {r['pointing']:.2f} | {r['mass']:.3f} ({r['area']:.3f}) |"
+                      f" {r['deletion_auc']:.3f} | {r['insertion_auc']:.3f} | {r['aopc']:.3f} ({r['aopc_random']:.3f}) |"
+                      f" {r['seconds']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from explain.model_card import ModelCard
 from viewer.heat_colours import heat_table
 
 #: Limits of the numeric parameter boxes; generous, the engine checks what really fits.
-INT_RANGE = (1, 100_000)
+INT_RANGE = (0, 100_000)
 FLOAT_RANGE = (-1e6, 1e6)
 
 

@@ -154,3 +154,14 @@ def test_every_method_runs_from_the_panel(qtbot, window, ui, tmp_path, method, o
     final = explain_and_wait(qtbot, ui)
     assert final.final and final.attribution.shape == (1, 48, 64)
     assert ui.panel.method_name() == method and window.view.overlay.image.shape == (96, 128)
+
+
+def test_parameter_editors_start_at_each_methods_defaults(ui):
+    from dataclasses import asdict
+
+    from explain.methods import METHODS
+
+    for index, method in enumerate(METHODS.values()):
+        ui.panel.method.setCurrentIndex(index)
+        assert ui.panel.parameters() == method.params(), method.name
+        assert set(asdict(ui.panel.parameters())) == set(ui.panel.forms.currentWidget().editors)
