@@ -13,7 +13,8 @@ against, so two things matter. Every film is a different body, exposed different
 model cannot learn one picture by heart. And whether a film has an effusion is drawn apart from
 everything else: three independent random streams per phantom (the body, the finding, the
 texture and noise) make a film with fluid and the same film without it differ only where the
-fluid is, so the fluid is the only thing that tells the two classes apart.
+fluid is (beyond a shift of a few grey levels overall from the detector's automatic scaling),
+so the fluid is the only thing that tells the two classes apart.
 
 Phantom ``i`` of seed ``S`` is the same file whatever the count, so a held-out set only needs a
 seed that no training set used.

@@ -145,10 +145,10 @@ def conv_block(inputs: int, outputs: int, kernel: int = 3, stride: int = 1) -> l
 class EffusionNet(nn.Module):
     """A small CNN: a strided stem, four conv blocks, global average pooling, a linear head.
 
-    The stem goes straight to a quarter of the resolution: an effusion is a large finding, and
-    the fine grid is where training time on a CPU would go. The last block sees about 180
-    input pixels, most of the chest: enough to tell fluid filling the costophrenic angle from
-    a dome that simply sits high.
+    The stem and a pooling go straight to an eighth of the resolution: an effusion is a large
+    finding, and the fine grid is where training time on a CPU would go. The last block sees
+    about 180 input pixels, most of the chest: enough to tell fluid filling the costophrenic
+    angle from a dome that simply sits high.
     """
 
     def __init__(self) -> None:

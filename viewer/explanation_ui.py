@@ -26,7 +26,6 @@ from explain.engine import Update
 from explain.lime import superpixels
 from explain.methods import METHODS
 from explain.model_file import LoadedModel, ModelLoadError, load_model
-from explain.preprocessing import to_image_grid
 from explain.sanity import sanity_check
 from explain.trust import TrustUpdate, trust_figures, verdict
 from viewer.dicom_image import FrameImage
@@ -249,11 +248,16 @@ class ExplanationUi(QObject):
     # --- overlay
 
     def _show(self, update: Update) -> None:
-        """Put a map on the image; the colour scale only ever widens during one explanation."""
+        """Put a map on the image; the colour scale only ever widens during one explanation.
+
+        The map stays on the model's grid and the view stretches it over the image, which is
+        the inverse of the model's resize: resampling it to a large radiograph's own pixels on
+        the GUI thread for every partial update would cost the reader tens of milliseconds.
+        """
         image = self.window.view.image
         if image is None or self.current is None or image.frame is not self.current.frame:
             return
-        self.heat = to_image_grid(update.heatmap, image.stored.shape[:2])
+        self.heat = update.heatmap
         top = heat_levels(update.heatmap)[1]
         self.levels = (0.0, max(top, self.levels[1] if self.levels else 0.0))
         self.redraw()

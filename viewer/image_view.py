@@ -437,7 +437,10 @@ class ImageView(pg.GraphicsView):
             self.overlay_toggled.emit(visible)
 
     def show_heatmap(self, heat: np.ndarray, levels: tuple[float, float], lut: np.ndarray) -> None:
-        """Lay a heatmap on the frame's own pixel grid; NaN (not yet known) stays transparent.
+        """Stretch a heatmap over the whole frame; NaN (not yet known) stays transparent.
+
+        Any grid works: the model's own is drawn over the frame's rectangle, which is where the
+        model's resize took it from.
 
         ``levels`` are fixed by the caller for a whole explanation, so the colours do not
         shift as partial maps arrive; ``lut`` is RGBA, its alpha carrying opacity and threshold.

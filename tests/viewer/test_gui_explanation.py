@@ -32,9 +32,11 @@ def test_the_finished_overlay_covers_what_the_model_looks_at(qtbot, window, ui, 
     ui.panel.forms.currentWidget().editors["stride"].setValue(2)
     final = explain_and_wait(qtbot, ui)
     heat = window.view.overlay.image
-    assert heat.shape == (120, 200), "the overlay lies on the image's own pixel grid"
+    assert heat.shape == (48, 64), "the overlay is the model's grid, stretched over the image"
+    overlay_box = window.view.overlay.mapRectToParent(window.view.overlay.boundingRect())
+    assert overlay_box == window.view.image_rect()
     rows, columns = np.unravel_index(np.nanargmax(heat), heat.shape)
-    assert 8 * 120 / 48 - 3 <= rows <= 24 * 120 / 48 + 3 and 30 * 200 / 64 - 3 <= columns <= 50 * 200 / 64 + 3
+    assert BOX[0] <= rows < BOX[1] and BOX[2] <= columns < BOX[3]
     assert window.view.overlay.isVisible()
     assert ui.levels == (0.0, pytest.approx(float(np.nanmax(final.heatmap))))
     assert ui.panel.colour_bar.high.text() != "" and ui.panel.progress.value() == 1000
@@ -153,7 +155,7 @@ def test_every_method_runs_from_the_panel(qtbot, window, ui, tmp_path, method, o
         editors[name].setValue(value)
     final = explain_and_wait(qtbot, ui)
     assert final.final and final.attribution.shape == (1, 48, 64)
-    assert ui.panel.method_name() == method and window.view.overlay.image.shape == (96, 128)
+    assert ui.panel.method_name() == method and window.view.overlay.image.shape == (48, 64)
 
 
 def test_parameter_editors_start_at_each_methods_defaults(ui):
