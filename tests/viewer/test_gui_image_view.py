@@ -9,7 +9,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtWidgets import QApplication
 
 from tests.dicom_factory import write_image, write_radiograph
-from tests.viewer.conftest import turn_wheel
+from tests.viewer.conftest import lung_phantom, turn_wheel
 from viewer.dicom_image import FrameCache, FrameImage
 from viewer.dicom_pixels import Window
 from viewer.dicom_series import open_paths
@@ -38,19 +38,7 @@ def view(qtbot):
 
 def ct_image(tmp_path, spacing=0.5) -> FrameImage:
     """A 64 x 64 CT: -600 HU on the left half, 40 HU on the right, stored as HU + 1024."""
-    hu = np.full((64, 64), -600, dtype=np.int16)
-    hu[:, 32:] = 40
-    path = write_image(
-        tmp_path / "ct.dcm",
-        (hu + 1024).astype(np.uint16),
-        modality="CT",
-        bits_stored=12,
-        slope=1,
-        intercept=-1024,
-        windows=[(40, 400, "SOFT TISSUE")],
-        pixel_spacing=spacing,
-    )
-    return load(path)
+    return load(lung_phantom(tmp_path / "ct.dcm", spacing))
 
 
 def screen_point(view: ImageView, row: float, col: float) -> QPoint:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from tests.dicom_factory import write_ct_series, write_image, write_junk, write_truncated
-from tests.viewer.conftest import turn_wheel
+from tests.dicom_factory import write_ct_series, write_junk, write_truncated
+from tests.viewer.conftest import lung_phantom, turn_wheel
 from viewer.main_window import MainWindow
 
 
@@ -20,22 +19,6 @@ def ct_folder(tmp_path) -> Path:
     folder = tmp_path / "ct"
     write_ct_series(folder, 12, series_number=1)
     return folder
-
-
-def lung_phantom(path: Path) -> Path:
-    """One CT slice: -600 HU on the left half, 40 HU on the right (stored HU + 1024)."""
-    hu = np.full((64, 64), -600, dtype=np.int16)
-    hu[:, 32:] = 40
-    return write_image(
-        path,
-        (hu + 1024).astype(np.uint16),
-        modality="CT",
-        bits_stored=12,
-        slope=1,
-        intercept=-1024,
-        windows=[(40, 400, "SOFT TISSUE")],
-        pixel_spacing=0.7,
-    )
 
 
 def screen_point(window: MainWindow, row: int, col: int) -> QPoint:
