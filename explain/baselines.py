@@ -38,3 +38,8 @@ def baseline_image(x: torch.Tensor, baseline: float | str, blur_sigma: float) ->
     if isinstance(baseline, str):
         return baseline_image(x, parse_baseline(baseline), blur_sigma)
     return torch.full_like(x, float(baseline))
+
+
+def broad_blur_sigma(x: torch.Tensor) -> float:
+    """A blur a sixteenth of the image wide: broad enough to wipe out a finding's detail."""
+    return max(x.shape[1:]) / 16.0

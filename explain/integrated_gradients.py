@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from explain.baselines import baseline_image
+from explain.baselines import baseline_image, broad_blur_sigma
 from explain.engine import BatchScorer, CancelToken, Update, model_device_input
 from explain.model_file import LoadedModel
 
@@ -82,7 +82,7 @@ def interleaved_order(count: int) -> np.ndarray:
 
 def path_start(x: torch.Tensor, params: IntegratedGradientsParams) -> torch.Tensor:
     """Where the path starts; a blur is broad (a sixteenth of the image) to remove the finding."""
-    return baseline_image(x, params.baseline, blur_sigma=max(x.shape[1:]) / 16.0)
+    return baseline_image(x, params.baseline, blur_sigma=broad_blur_sigma(x))
 
 
 def integrated_gradients(

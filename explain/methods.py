@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from explain.baselines import baseline_image
+from explain.baselines import baseline_image, broad_blur_sigma
 from explain.engine import Update
 from explain.integrated_gradients import RULES, IntegratedGradientsParams, integrated_gradients, path_start
 from explain.lime import SEGMENTERS, LimeParams, lime, lime_baseline
@@ -39,7 +39,7 @@ class Method:
 
 def blurred(x: torch.Tensor, _params: Any = None) -> torch.Tensor:
     """A broad blur of the input: removal for methods without a baseline of their own."""
-    return baseline_image(x, "blur", blur_sigma=max(x.shape[1:]) / 16.0)
+    return baseline_image(x, "blur", blur_sigma=broad_blur_sigma(x))
 
 
 METHODS: dict[str, Method] = {

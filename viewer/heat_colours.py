@@ -44,12 +44,12 @@ def blend(grey: np.ndarray, heatmap: np.ndarray, levels: tuple[float, float], op
           threshold: float = 0.1) -> np.ndarray:
     """Burn a heatmap into an 8-bit grey image: RGB, heat shown where it passes the threshold.
 
-    ``threshold`` is a fraction of the colour scale; heat below it, and unknown (NaN) heat, is
-    left out so the anatomy stays readable around the hot spots.
+    The same colours, opacity and threshold as the overlay on screen (:func:`heat_lut`); heat
+    below the threshold, and unknown (NaN) heat, is left out so the anatomy stays readable.
     """
     low, high = levels
     unit = np.clip((np.nan_to_num(heatmap, nan=low) - low) / max(high - low, 1e-12), 0.0, 1.0)
-    colours = heat_table()[np.rint(unit * 255).astype(np.uint8)].astype(np.float32)
-    alpha = np.where((unit >= threshold) & np.isfinite(heatmap), opacity, 0.0)[..., None]
+    rgba = heat_lut(opacity, threshold)[np.rint(unit * 255).astype(np.uint8)].astype(np.float32)
+    alpha = np.where(np.isfinite(heatmap), rgba[..., 3] / 255.0, 0.0)[..., None]
     base = np.repeat(grey[..., None], 3, axis=2).astype(np.float32) if grey.ndim == 2 else grey.astype(np.float32)
-    return np.rint(base * (1 - alpha) + colours * alpha).astype(np.uint8)
+    return np.rint(base * (1 - alpha) + rgba[..., :3] * alpha).astype(np.uint8)
