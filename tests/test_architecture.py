@@ -31,7 +31,8 @@ def test_the_engine_imports_neither_qt_nor_the_viewer():
 
 def test_the_dicom_layer_and_the_command_line_stay_headless():
     files = {**imported_modules("cli"), **{k: v for k, v in imported_modules("viewer").items()
-                                          if Path(k).name.startswith(("dicom", "heat_colours", "bundled"))}}
+                                          if Path(k).name.startswith(("dicom", "heat_colours", "bundled", "trust_text",
+                                                                      "key_image_report"))}}
     for path, names in files.items():
         offending = {n for n in names if n.split(".")[0] in QT}
         assert not offending, f"{path} imports {sorted(offending)}"

@@ -51,6 +51,7 @@ from viewer.dicom_image import FrameImage
 from viewer.dicom_pixels import Voi
 from viewer.dicom_series import frame_attribute, frame_count
 from viewer.heat_colours import blend, heat_levels, heat_table
+from viewer.trust_text import named_figures
 
 MANUFACTURER = "Lightbox"
 #: Series numbers of the two derived series, out of the way of an acquisition's own numbers.
@@ -142,7 +143,8 @@ class ExportedExplanation:
         if self.units:
             parts.append(f"Heat measures: {self.units}.")
         if self.figures:
-            parts.append("Trust figures: " + ", ".join(f"{k} {v:.3f}" for k, v in self.figures.items()) + ".")
+            parts.append("Trust figures: " + ", ".join(f"{name} {value:.3f}"
+                                                       for name, value, _ in named_figures(self.figures)) + ".")
         if self.verdict:
             parts.append(self.verdict)
         return " ".join(parts)

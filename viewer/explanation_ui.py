@@ -36,14 +36,12 @@ from viewer.explain_worker import ExplainController, Job
 from viewer.heat_colours import heat_levels, heat_lut
 from viewer.main_window import MainWindow
 from viewer.trust_panel import TrustPanel
+from viewer.trust_text import SCALE_UNITS
 
 #: Superpixel outlines: white, half transparent, visible on both lung and bone.
 SEGMENT_OUTLINE = (255, 255, 255, 140)
 #: Wait this long after the last image change before scoring the new image for the target list.
 PROBABILITY_DELAY_MS = 150
-#: What the colour scale measures, per method, for the colour bar's caption.
-SCALE_UNITS = {"occlusion": "drop in probability", "ig": "share of the probability",
-               "lime": "surrogate weight (probability)", "perturbation": "mask: share removed"}
 
 
 def scrolling(panel: QWidget) -> QScrollArea:

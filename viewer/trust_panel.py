@@ -14,28 +14,16 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+from viewer.trust_text import named_figures
+
 DELETION_COLOUR = (240, 120, 60)
 INSERTION_COLOUR = (90, 170, 240)
-
-#: How each figure is named for a reader, and which way is better.
-FIGURE_TEXT = {
-    "deletion_auc": ("Deletion area", "lower is better"),
-    "insertion_auc": ("Insertion area", "higher is better"),
-    "aopc": ("AOPC, map order", "higher is better"),
-    "aopc_random": ("AOPC, random order", "the map should beat it"),
-    "completeness_gap": ("Completeness gap", "near 0 is better"),
-    "r2": ("Surrogate fit R²", "near 1 is better"),
-    "randomized_rank_correlation": ("Map vs randomized model", "near 0 is better"),
-}
 
 
 def figure_rows(figures: Mapping[str, float]) -> str:
     """The figures as a small HTML table, in a fixed order, skipping those not computed."""
-    rows = [
-        f"<tr><td>{name}</td><td align='right'><b>{figures[key]:.3f}</b></td><td><i>{hint}</i></td></tr>"
-        for key, (name, hint) in FIGURE_TEXT.items()
-        if key in figures
-    ]
+    rows = [f"<tr><td>{name}</td><td align='right'><b>{value:.3f}</b></td><td><i>{hint}</i></td></tr>"
+            for name, value, hint in named_figures(figures)]
     return "<table cellspacing='4'>" + "".join(rows) + "</table>"
 
 

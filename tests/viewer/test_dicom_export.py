@@ -122,7 +122,7 @@ def test_a_secondary_capture_of_the_demo_is_valid_labelled_and_shows_the_overlay
     assert not np.array_equal(sc.pixel_array[..., 0], sc.pixel_array[..., 2]), "the heat is in colour"
     assert sc.SeriesDescription == f"AI explanation: Occlusion, effusion {result.score:.2f}"
     for fact in ("AI explanation", "Occlusion", "Pleural effusion (demo)", "effusion", f"{result.score:.3f}",
-                 "aopc 0.185", "The map points at what the model uses."):
+                 "AOPC, map order 0.185", "The map points at what the model uses."):
         assert fact in sc.ImageComments
     assert sc.ImageType[0] == "DERIVED" and sc.BurnedInAnnotation == "NO"
     assert (sc.StudyInstanceUID, sc.PatientID) == (source.StudyInstanceUID, source.PatientID)

@@ -1,0 +1,28 @@
+"""How the trust figures and the heat's scale are named for a reader, on screen and in exports.
+
+No Qt here: the trust panel, the DICOM exports and the key-image report all say the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+#: How each figure is named for a reader, and which way is better.
+FIGURE_TEXT = {
+    "deletion_auc": ("Deletion area", "lower is better"),
+    "insertion_auc": ("Insertion area", "higher is better"),
+    "aopc": ("AOPC, map order", "higher is better"),
+    "aopc_random": ("AOPC, random order", "the map should beat it"),
+    "completeness_gap": ("Completeness gap", "near 0 is better"),
+    "r2": ("Surrogate fit R²", "near 1 is better"),
+    "randomized_rank_correlation": ("Map vs randomized model", "near 0 is better"),
+}
+
+#: What the colour scale measures, per method, for the colour bar's caption.
+SCALE_UNITS = {"occlusion": "drop in probability", "ig": "share of the probability",
+               "lime": "surrogate weight (probability)", "perturbation": "mask: share removed"}
+
+
+def named_figures(figures: Mapping[str, float]) -> list[tuple[str, float, str]]:
+    """``(name, value, hint)`` for each figure computed, in a fixed order."""
+    return [(name, float(figures[key]), hint) for key, (name, hint) in FIGURE_TEXT.items() if key in figures]
