@@ -237,6 +237,8 @@ def _write(dataset: Dataset, path: str | Path) -> Dataset:
         dataset.save_as(Path(path), enforce_file_format=True)
     except OSError as error:
         raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
+    except (ValueError, TypeError) as error:  # a value pydicom cannot encode
+        raise ExportError(f"cannot write {path}: {str(error).splitlines()[0]}") from None
     return dataset
 
 

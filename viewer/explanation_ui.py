@@ -33,6 +33,7 @@ from viewer.dicom_model_input import frame_model_input
 from viewer.dicom_series import Frame
 from viewer.explain_panel import ExplainPanel
 from viewer.explain_worker import ExplainController, Job
+from viewer.export_actions import ExportActions
 from viewer.heat_colours import heat_levels, heat_lut
 from viewer.main_window import MainWindow
 from viewer.trust_panel import TrustPanel
@@ -118,6 +119,7 @@ class ExplanationUi(QObject):
         self.controller.failed.connect(self._on_failed)
         self.controller.idle.connect(lambda: self.panel.set_running(False))
         QApplication.instance().aboutToQuit.connect(self.controller.shutdown)
+        self.exports = ExportActions(window, self)
         if model_path is not None:
             self.open_model(model_path)
 

@@ -1,0 +1,153 @@
+"""File > Export: the explanation on screen as DICOM or a report, and the view as a picture.
+
+The DICOM and report items are enabled only while a final explanation is on screen, for the
+image it was made for; the trust figures and verdict go along once they have arrived. One
+checkable item, remembered between sessions and on by default, de-identifies every export; the
+picture of the view then leaves out the corner text, which names the patient. A failed export
+says why in one line in the status bar and changes nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QFileDialog
+
+from explain.engine import Update
+from explain.methods import METHODS
+from explain.trust import TrustUpdate, verdict
+from viewer.dicom_export import ExportedExplanation, ExportError, explanation_to_export, write_parametric_map, \
+    write_secondary_capture
+from viewer.key_image_report import write_report
+from viewer.main_window import MainWindow
+from viewer.trust_text import SCALE_UNITS
+
+if TYPE_CHECKING:
+    from viewer.explanation_ui import ExplanationUi
+
+DEIDENTIFY_KEY = "export/deidentify"
+FOLDER_KEY = "export/folder"
+
+Writer = Callable[[ExportedExplanation, Path, bool], object]
+#: kind: (what it is called, file suffix, dialog filter, writer)
+KINDS: dict[str, tuple[str, str, str, Writer]] = {
+    "parametric_map": ("Parametric Map", "-heatmap.dcm", "DICOM (*.dcm)", write_parametric_map),
+    "secondary_capture": ("Secondary Capture", "-overlay.dcm", "DICOM (*.dcm)", write_secondary_capture),
+    "report": ("key-image report", "-report.html", "HTML (*.html)", write_report),
+}
+
+
+class ExportActions(QObject):
+    """The Export submenu of a main window, fed by the explanation side of the viewer."""
+
+    def __init__(self, window: MainWindow, ui: ExplanationUi) -> None:
+        super().__init__(window)
+        self.window, self.ui = window, ui
+        self._trust: tuple[Update, Mapping[str, float]] | None = None
+        menu = window.export_menu
+        self.actions = {kind: menu.addAction(f"{name[0].upper()}{name[1:]}…", lambda _=False, k=kind: self.export(k))
+                        for kind, (name, *_rest) in KINDS.items()}
+        menu.addSeparator()
+        self.view_action = menu.addAction("View as PNG…", self.export_view)
+        menu.addSeparator()
+        self.deidentify = menu.addAction("De-identify exports")
+        self.deidentify.setCheckable(True)
+        self.deidentify.setChecked(str(window.settings.value(DEIDENTIFY_KEY, "true")).lower() == "true")
+        self.deidentify.toggled.connect(lambda on: window.settings.setValue(DEIDENTIFY_KEY, "true" if on else "false"))
+        menu.aboutToShow.connect(self.update_enabled)
+        ui.explanation_finished.connect(self.update_enabled)
+        ui.trust_finished.connect(self._remember_trust)
+        window.frame_shown.connect(self.update_enabled)
+        self.update_enabled()
+
+    def update_enabled(self) -> None:
+        on_screen = self.on_screen() is not None
+        for action in self.actions.values():
+            action.setEnabled(on_screen)
+        self.view_action.setEnabled(self.window.view.image is not None)
+
+    def _remember_trust(self, update: TrustUpdate) -> None:
+        if self.ui.final is not None:
+            self._trust = (self.ui.final, update.figures)
+
+    def on_screen(self) -> ExportedExplanation | None:
+        """The final explanation on show, as the reader sees it; None when there is none."""
+        ui, image = self.ui, self.window.view.image
+        explanation, final = ui.current, ui.final
+        if explanation is None or final is None or image is None or image.frame is not explanation.frame:
+            return None
+        figures = {key: value for key, value in final.figures.items() if key != "score"}
+        sentence = ""
+        if self._trust is not None and self._trust[0] is final:
+            figures.update(self._trust[1])
+            sentence = verdict({**final.figures, **self._trust[1]}, explanation.label)
+        return explanation_to_export(
+            image, final.heatmap, method=METHODS[explanation.method].title, model_name=explanation.model.card.name,
+            target=explanation.label, score=final.figures["score"], units=SCALE_UNITS.get(explanation.method, ""),
+            figures=figures, verdict=sentence, voi=self.window.view.voi, invert=self.window.view.inverted,
+            opacity=ui.panel.opacity_value(), threshold=ui.panel.threshold_value())
+
+    # --- exporting
+
+    def export(self, kind: str) -> None:
+        """Ask where, then write; nothing happens when the dialog is cancelled."""
+        name, suffix, pattern, _ = KINDS[kind]
+        path = self._ask(f"Export {name}", suffix, pattern)
+        if path is not None:
+            self.write(kind, path)
+
+    def write(self, kind: str, path: Path) -> bool:
+        """Write one kind of export of what is on screen; True when it was written."""
+        name, _, _, writer = KINDS[kind]
+        result = self.on_screen()
+        if result is None:
+            self._say("Nothing to export: explain the image first")
+            return False
+        try:
+            writer(result, path, self.deidentify.isChecked())
+        except ExportError as error:
+            self._say(f"{name[0].upper()}{name[1:]} not saved: {error}")
+            return False
+        self._saved(name, path)
+        return True
+
+    def export_view(self) -> None:
+        path = self._ask("Save the view as PNG", "-view.png", "PNG (*.png)")
+        if path is not None:
+            self.write_view(path)
+
+    def write_view(self, path: Path) -> bool:
+        """The image view as on screen; without the corner text (names, dates) when de-identifying."""
+        view = self.window.view
+        hide_text = self.deidentify.isChecked() and view.corner_text_visible
+        if hide_text:
+            view.set_corner_text_visible(False)
+        try:
+            saved = view.grab().save(str(path), "PNG")
+        finally:
+            if hide_text:
+                view.set_corner_text_visible(True)
+        if not saved:
+            self._say(f"View not saved: cannot write {path}")
+            return False
+        self._saved("view", path)
+        return True
+
+    def _ask(self, title: str, suffix: str, pattern: str) -> Path | None:
+        folder = Path(str(self.window.settings.value(FOLDER_KEY, str(Path.home()))))
+        image = self.window.view.image
+        stem = image.frame.path.stem if image is not None else "lightbox"
+        chosen, _ = QFileDialog.getSaveFileName(self.window, title, str(folder / f"{stem}{suffix}"), pattern)
+        if not chosen:
+            return None
+        self.window.settings.setValue(FOLDER_KEY, str(Path(chosen).parent))
+        return Path(chosen)
+
+    def _saved(self, name: str, path: Path) -> None:
+        self._say(f"Saved the {name} to {path}" + (" (de-identified)" if self.deidentify.isChecked() else ""))
+
+    def _say(self, text: str) -> None:
+        self.window.statusBar().showMessage(text, 10000)
