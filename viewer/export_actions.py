@@ -48,8 +48,9 @@ class ExportActions(QObject):
         self.window, self.ui = window, ui
         self._trust: tuple[Update, Mapping[str, float]] | None = None
         menu = window.export_menu
-        self.actions = {kind: menu.addAction(f"{name[0].upper()}{name[1:]}…", lambda _=False, k=kind: self.export(k))
-                        for kind, (name, *_rest) in KINDS.items()}
+        self.actions = {kind: menu.addAction(f"{name[0].upper()}{name[1:]} ({pattern.split()[0]})…",
+                                             lambda _=False, k=kind: self.export(k))
+                        for kind, (name, _, pattern, _) in KINDS.items()}
         menu.addSeparator()
         self.view_action = menu.addAction("View as PNG…", self.export_view)
         menu.addSeparator()
