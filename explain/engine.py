@@ -86,10 +86,10 @@ class BatchScorer:
         self.size = 1 if not model.batched else (batch_size or 1)
         self.evaluations = 0
 
-    def target_scores(self, batch: torch.Tensor) -> np.ndarray:
-        """The target probability of each input, as float64 on the host."""
+    def target_scores(self, batch: Any, forward: Callable[[Any], torch.Tensor] | None = None) -> np.ndarray:
+        """The target probability of each input, as float64 on the host (one synchronisation)."""
         with torch.inference_mode():
-            scores = self.model.probabilities(batch)[:, self.target]
+            scores = self.model.probabilities(batch, forward)[:, self.target]
         return scores.detach().to("cpu", torch.float64).numpy()
 
     def score(self, batch: torch.Tensor) -> np.ndarray:
@@ -144,5 +144,12 @@ class BatchScorer:
 
 
 def model_device_input(x: torch.Tensor, model: LoadedModel) -> torch.Tensor:
-    """The model input on the model's device, once, so that batches are built there."""
-    return x.to(model.device, torch.float32).contiguous()
+    """The model input on the model's device, once, so that batches are built there.
+
+    A GPU copy goes from pinned host memory without blocking; nothing crosses between host and
+    device again until the scores of a batch come back.
+    """
+    x = x.to(torch.float32).contiguous()
+    if model.device.type == "cuda":
+        return x.pin_memory().to(model.device, non_blocking=True)
+    return x.to(model.device)

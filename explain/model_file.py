@@ -9,11 +9,14 @@ only be unpickled in full (custom or opaque objects) or that hold compiled code 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import zipfile
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -77,17 +80,36 @@ def check_archive(path: Path) -> None:
 
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
-    """A checked model on a device, and the card that says how to use it."""
+    """A checked model on a device, and the card that says how to use it.
+
+    ``fast`` runs the model in half precision (bfloat16 on the CPU, float16 on a GPU): several
+    times faster where the hardware has the instructions, at the price of maps that differ
+    slightly from the exact ones. It is off unless asked for.
+    """
 
     card: ModelCard
     module: torch.nn.Module
     device: torch.device
     batched: bool
     path: Path | None = None
+    fast: bool = False
 
-    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """Probabilities ``(N, labels)`` for a batch already on the model's device."""
-        logits = self.module(batch)
+    def precision(self) -> contextlib.AbstractContextManager:
+        """The context the model runs in: autocast to half precision in fast mode."""
+        if not self.fast:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def probabilities(self, batch: torch.Tensor, forward: Callable[[Any], torch.Tensor] | None = None) -> torch.Tensor:
+        """Probabilities ``(N, labels)`` for a batch already on the model's device.
+
+        ``forward`` stands in for the module where the batch is described another way (the
+        occluded copies of incremental inference).
+        """
+        with self.precision():
+            logits = (forward or self.module)(batch)
+        logits = logits.float()
         if self.card.activation == "softmax":
             return torch.softmax(logits, dim=1)
         return torch.sigmoid(logits)

@@ -8,6 +8,11 @@ The positions are visited like an interlaced image: every fourth row and column 
 position grid first, then every second, then the rest. Each evaluation is one of the final set,
 so streaming costs nothing; a partial map takes each missing position's drop from the nearest
 position done so far and applies the same mean, so it is the final formula on the best guess.
+
+Exported models made of common layers are scored by incremental inference
+(:mod:`explain.incremental`): only what a window can change is recomputed, with the same result.
+Adaptive drill-down (Krypton's, ``drill_down`` below one) scores the coarse grid everywhere and
+the finer positions only where the coarse map is hottest: an approximation, off by default.
 """
 
 from __future__ import annotations
@@ -21,16 +26,26 @@ from scipy import ndimage
 
 from explain.baselines import baseline_image
 from explain.engine import BatchScorer, CancelToken, Update, model_device_input
+from explain.incremental import IncrementalModel, occluded_copies
 from explain.model_file import LoadedModel
 
 
 @dataclass(frozen=True)
 class OcclusionParams:
-    """Window and stride in model-input pixels; the baseline a value, ``mean`` or ``blur``."""
+    """Window and stride in model-input pixels; the baseline a value, ``mean`` or ``blur``.
+
+    ``drill_down`` is the share of the finer window positions that is scored, hottest first;
+    one (the default) scores them all and gives the exact map.
+    """
 
     window: int = 16
     stride: int = 8
     baseline: float | str = 0.0
+    drill_down: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.drill_down <= 1.0:
+            raise ValueError(f"drill-down {self.drill_down} must be above 0 and at most 1")
 
 
 def window_starts(size: int, window: int, stride: int) -> np.ndarray:
@@ -47,11 +62,22 @@ def window_starts(size: int, window: int, stride: int) -> np.ndarray:
     return np.arange(count) * stride
 
 
+def interlace_levels(rows: int, columns: int) -> np.ndarray:
+    """Level of each position of a ``rows x columns`` grid: 0 every 4th, 1 every 2nd, 2 the rest."""
+    r, c = np.meshgrid(np.arange(rows), np.arange(columns), indexing="ij")
+    return np.where((r % 4 == 0) & (c % 4 == 0), 0, np.where((r % 2 == 0) & (c % 2 == 0), 1, 2)).ravel()
+
+
 def interlaced_order(rows: int, columns: int) -> np.ndarray:
     """Flat indices of a ``rows x columns`` grid, every 4th first, then every 2nd, then the rest."""
-    r, c = np.meshgrid(np.arange(rows), np.arange(columns), indexing="ij")
-    level = np.where((r % 4 == 0) & (c % 4 == 0), 0, np.where((r % 2 == 0) & (c % 2 == 0), 1, 2))
-    return np.argsort(level.ravel(), kind="stable")
+    return np.argsort(interlace_levels(rows, columns), kind="stable")
+
+
+def hottest(positions: np.ndarray, estimated: np.ndarray, share: float) -> np.ndarray:
+    """The ``share`` of ``positions`` whose estimated drop is largest, in their given order."""
+    keep = int(np.ceil(share * len(positions)))
+    ranked = np.argsort(-estimated.ravel()[positions], kind="stable")[:keep]
+    return positions[np.sort(ranked)]
 
 
 def occlusion_baseline(x: torch.Tensor, baseline: float | str, window: int) -> torch.Tensor:
@@ -95,15 +121,20 @@ class WindowGrid:
         """Captum's occlusion attribution for a full grid of drops."""
         return self.spread(drops) / self.coverage
 
+    @staticmethod
+    def filled(drops: np.ndarray) -> np.ndarray:
+        """Each missing drop taken from the nearest position already scored."""
+        missing = np.isnan(drops)
+        if missing.all() or not missing.any():
+            return drops
+        nearest = ndimage.distance_transform_edt(missing, return_distances=False, return_indices=True)
+        return drops[tuple(nearest)]
+
     def estimate(self, drops: np.ndarray) -> np.ndarray:
         """The map with each missing drop taken from the nearest position already scored."""
-        missing = np.isnan(drops)
-        if missing.all():
+        if np.isnan(drops).all():
             return np.full((self.height, self.width), np.nan)
-        if missing.any():
-            nearest = ndimage.distance_transform_edt(missing, return_distances=False, return_indices=True)
-            drops = drops[tuple(nearest)]
-        return self.mean_map(drops)
+        return self.mean_map(self.filled(drops))
 
 
 def occlusion(
@@ -113,35 +144,52 @@ def occlusion(
     params: OcclusionParams = OcclusionParams(),
     cancel: CancelToken | None = None,
     batch_size: int | None = None,
+    incremental: bool = True,
 ) -> Iterator[Update]:
-    """Occlusion attribution of ``x`` ``(channels, height, width)`` for output ``target``."""
+    """Occlusion attribution of ``x`` ``(channels, height, width)`` for output ``target``.
+
+    ``incremental=False`` scores every occluded copy with the whole model, for comparison.
+    """
     channels, height, width = x.shape
     grid = WindowGrid(height, width, params.window, params.stride)
     order = interlaced_order(*grid.shape)
+    coarse = int((interlace_levels(*grid.shape) == 0).sum())
     device_x = model_device_input(x, model)
     hidden = occlusion_baseline(device_x, params.baseline, params.window)
     scorer = BatchScorer(model, target, cancel, batch_size)
     original = float(scorer.score(device_x[None])[0])
     drops = np.full(grid.shape, np.nan)
+    forward = None
+    if incremental and model.batched and IncrementalModel.supports(model.module):
+        with torch.inference_mode(), model.precision():
+            forward = IncrementalModel(model.module, device_x)
+    box = (min(params.window, height), min(params.window, width))
 
-    def make_batch(start: int, stop: int) -> torch.Tensor:
-        batch = device_x.repeat(stop - start, 1, 1, 1)
-        for k, flat in enumerate(order[start:stop]):
+    def make_batch(positions: np.ndarray) -> torch.Tensor:
+        if forward is not None:
+            return occluded_copies(device_x, hidden, [grid.bounds(p) for p in positions], box)
+        batch = device_x.repeat(len(positions), 1, 1, 1)
+        for k, flat in enumerate(positions):
             rows, columns = grid.bounds(flat)
             batch[k, :, rows, columns] = hidden[:, rows, columns]
         return batch
 
-    total = len(order)
-    for start, scores in scorer.run(total, make_batch):
-        done = start + len(scores)
-        drops.ravel()[order[start:done]] = original - scores
-        final = done == total
-        heatmap = grid.estimate(drops).astype(np.float32)
-        yield Update(
-            heatmap=heatmap,
-            progress=done / total,
-            final=final,
-            evaluations=scorer.evaluations,
-            attribution=np.broadcast_to(heatmap, (channels, height, width)).copy() if final else None,
-            figures={"score": original},
-        )
+    total = coarse + int(np.ceil(params.drill_down * (len(order) - coarse)))
+    done = 0
+    for stage, positions in enumerate((order[:coarse], order[coarse:])):
+        if stage and params.drill_down < 1:
+            positions = hottest(positions, grid.filled(drops), params.drill_down)
+        for start, scores in scorer.run(len(positions), lambda a, b: make_batch(positions[a:b]),
+                                        lambda batch: scorer.target_scores(batch, forward)):
+            drops.ravel()[positions[start:start + len(scores)]] = original - scores
+            done += len(scores)
+            final = done == total
+            heatmap = grid.estimate(drops).astype(np.float32)
+            yield Update(
+                heatmap=heatmap,
+                progress=done / total,
+                final=final,
+                evaluations=scorer.evaluations,
+                attribution=np.broadcast_to(heatmap, (channels, height, width)).copy() if final else None,
+                figures={"score": original},
+            )

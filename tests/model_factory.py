@@ -36,6 +36,56 @@ class SmallCnn(torch.nn.Module):
         return self.features(x)
 
 
+class TinyDenseNet(torch.nn.Module):
+    """DenseNet's shapes in small: a strided stem, padded max pooling, batch norm, dense
+    concatenation, an average-pooling transition and a global head."""
+
+    def __init__(self, channels: int = 1, labels: int = 2, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(channels, 8, 5, stride=2, padding=2), torch.nn.BatchNorm2d(8),
+                                        torch.nn.ReLU(), torch.nn.MaxPool2d(3, stride=2, padding=1))
+        self.layers = torch.nn.ModuleList(
+            torch.nn.Sequential(torch.nn.BatchNorm2d(8 + 4 * k), torch.nn.ReLU(), torch.nn.Conv2d(8 + 4 * k, 4, 3, padding=1))
+            for k in range(3))
+        self.transition = torch.nn.Sequential(torch.nn.Conv2d(20, 10, 1), torch.nn.AvgPool2d(2))
+        self.head = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                        torch.nn.Linear(10, labels))
+        for module in self.modules():  # statistics unlike a fresh layer's, so that they matter
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for layer in self.layers:
+            x = torch.cat([x, layer(x)], dim=1)
+        return self.head(self.transition(x))
+
+
+class TinyResNet(torch.nn.Module):
+    """Residual blocks: an identity shortcut (two patched operands added) and a strided 1x1
+    shortcut, in-place ReLU, a scalar shift and a squeeze-excitation gate that reaches across
+    the whole image."""
+
+    def __init__(self, channels: int = 1, labels: int = 2, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.stem = torch.nn.Conv2d(channels, 8, 3, padding=1)
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(inplace=True),
+                                        torch.nn.Conv2d(8, 8, 3, padding=1))
+        self.down = torch.nn.Conv2d(8, 12, 3, stride=2, padding=1)
+        self.shortcut = torch.nn.Conv2d(8, 12, 1, stride=2)
+        self.gate = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Conv2d(12, 12, 1), torch.nn.Sigmoid())
+        self.head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(12, labels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x) - 0.1)
+        x = torch.relu(x + self.body(x))
+        x = torch.relu(self.down(x) + self.shortcut(x))
+        return self.head(x * self.gate(x))
+
+
 class RegionDetector(torch.nn.Module):
     """Says "finding" exactly as much as a known box of the input is bright.
 
