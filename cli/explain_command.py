@@ -1,8 +1,9 @@
 """``python main.py explain``: the engine without a window, for scripts and batch work.
 
-Prints one JSON line per update as it happens (with ``--json``), and writes the result as an
-``.npz`` (the attribution, the exact model input, the heatmap on the image's pixels, the target
-and its score) or as a ``.png`` of the overlay.
+With one image it prints one JSON line per update as it happens (with ``--json``) and writes the
+result as an ``.npz`` (the attribution, the exact model input, the heatmap on the image's pixels,
+the target and its score) or as a ``.png`` of the overlay. With several paths, or ``--out``
+naming a folder, it explains every image under them (see :mod:`cli.batch`).
 """
 
 from __future__ import annotations
@@ -11,20 +12,20 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 
+from cli.explain_outputs import FORMATS, Explained, format_of, write_output
 from explain.baselines import parse_baseline
 from explain.devices import DEVICE_CHOICES, DeviceError, pick_device
 from explain.engine import Update
-from explain.methods import CHOICES, IMAGE_OR_VALUE, METHODS, blurred
+from explain.methods import CHOICES, IMAGE_OR_VALUE, METHODS, Method, blurred
 from explain.model_card import ModelCardError
 from explain.model_file import LoadedModel, ModelLoadError, load_model
-from explain.preprocessing import to_image_grid
 from explain.sanity import sanity_check
 from explain.trust import trust_figures, verdict
 from viewer.bundled import DEMO_MODEL, DEMO_STUDY
@@ -32,7 +33,6 @@ from viewer.dicom_files import DicomReadError
 from viewer.dicom_image import FrameImage, load_frame
 from viewer.dicom_model_input import frame_model_input
 from viewer.dicom_series import open_paths
-from viewer.heat_colours import blend, heat_levels
 
 
 class CommandError(Exception):
@@ -40,16 +40,25 @@ class CommandError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="main.py explain", description="Explain a model's finding on a DICOM image.")
-    parser.add_argument("path", metavar="PATH", nargs="?", default=str(DEMO_STUDY),
-                        help="a DICOM file or folder (its first image); the demo study by default")
+    parser = argparse.ArgumentParser(prog="main.py explain", description="Explain a model's finding on DICOM images.",
+                                     epilog="Exit status: 0 when every image was explained (or already was), "
+                                            "1 when some failed, 2 when none could be done.")
+    parser.add_argument("paths", metavar="PATH", nargs="*",
+                        help="DICOM files or folders; one path with a file --out explains its first image, "
+                             "several paths or a folder --out explain every image (folders searched recursively); "
+                             "the demo study by default")
     parser.add_argument("--method", choices=sorted(METHODS), default="occlusion")
     parser.add_argument("--model", type=Path, default=DEMO_MODEL, help="a torch.export archive with its .json card")
     parser.add_argument("--target", help="label name or index to explain (default: the card's last label)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     parser.add_argument("--batch-size", type=int, help="fixed batch size (default: tuned while running)")
-    parser.add_argument("--out", type=Path, help="write the result: .npz (arrays) or .png (overlay)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line per update")
+    parser.add_argument("--out", type=Path,
+                        help="OUT.npz (arrays) or OUT.png (overlay) for one image; a folder (existing, or a name "
+                             "without an ending) for one result per image, kept between runs")
+    parser.add_argument("--format", type=formats_list, default=["npz"], metavar="F[,F...]",
+                        help=f"with a folder --out, what to write per image: {', '.join(FORMATS)} (default: npz)")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per line: per update for one image, per image for a folder")
     parser.add_argument("--no-trust", action="store_true", help="skip the trust figures (deletion, insertion, AOPC)")
     parser.add_argument("--removal", choices=("baseline", "blur"), default="baseline",
                         help="what the trust figures remove pixels to: the method's baseline, or a blur")
@@ -67,6 +76,42 @@ def build_parser() -> argparse.ArgumentParser:
         options.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
                              choices=CHOICES.get(name), help="default: " + ", ".join(used_by))
     return parser
+
+
+def formats_list(text: str) -> list[str]:
+    """``npz,png`` as a list of known formats, in the order given, each once."""
+    chosen = list(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [name for name in chosen if name not in FORMATS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"unknown format {', '.join(unknown) or text!r}; choose from "
+                                         f"{', '.join(FORMATS)}")
+    return chosen
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every image of a run shares: the method and its parameters, the model and the target."""
+
+    method: Method
+    params: Any
+    model: LoadedModel
+    target: int
+
+    @property
+    def label(self) -> str:
+        return self.model.card.labels[self.target]
+
+
+def prepare(args: argparse.Namespace) -> Setup:
+    """Parse the method's parameters and load the model once; CommandError when either is wrong."""
+    method = METHODS[args.method]
+    try:
+        params = method.make_params(vars(args))
+        model = load_model(args.model, pick_device(args.device))
+        target = model.card.label_index(args.target)
+    except (DeviceError, ModelLoadError, ModelCardError, ValueError, TypeError) as error:
+        raise CommandError(str(error)) from None
+    return Setup(method, params, model, target)
 
 
 def first_image(path: str) -> FrameImage:
@@ -108,40 +153,28 @@ def sanity_of(model: LoadedModel, final: Update, explain) -> dict[str, float]:
     return list(sanity_check(model, final.heatmap, explain))[-1].figures
 
 
-def write_result(out: Path, image: FrameImage, x, update: Update, target: int) -> None:
-    """Save the final result as arrays (``.npz``) or as the overlay picture (``.png``)."""
-    heatmap = to_image_grid(update.heatmap, image.stored.shape[:2])
-    if out.suffix.lower() == ".npz":
-        np.savez_compressed(out, attribution=update.attribution.astype(np.float32), model_input=x.numpy(),
-                            heatmap=heatmap, target=np.int64(target), score=np.float64(update.figures["score"]))
-    elif out.suffix.lower() == ".png":
-        from skimage.io import imsave
+@dataclass(frozen=True)
+class Outcome:
+    """One finished explanation with its figures, its verdict in words and its JSON record."""
 
-        grey = image.render(image.default_voi(), image.inverted_by_default)
-        imsave(out, blend(grey, heatmap, heat_levels(heatmap)), check_contrast=False)
-    else:
-        raise CommandError(f"--out must end in .npz or .png, not {out.suffix or 'nothing'}")
+    explained: Explained
+    record: dict
+    sentence: str
 
 
-def run(args: argparse.Namespace) -> int:
-    method = METHODS[args.method]
-    try:
-        params = method.make_params(vars(args))
-        device = pick_device(args.device)
-        model = load_model(args.model, device)
-        target = model.card.label_index(args.target)
-    except (DeviceError, ModelLoadError, ModelCardError, ValueError, TypeError) as error:
-        raise CommandError(str(error)) from None
-    image = first_image(args.path)
-    try:
-        x = frame_model_input(image, model.card)
-    except ValueError as error:
-        raise CommandError(str(error)) from None
+def explain_image(setup: Setup, image: FrameImage, args: argparse.Namespace,
+                  on_update: Callable[[Update, float], None] | None = None) -> Outcome:
+    """Explain one image to the end, then its trust figures (and sanity check) as asked.
+
+    ValueError when the image does not fit the model; ``on_update`` sees every partial map.
+    """
+    method, params, model, target = setup.method, setup.params, setup.model, setup.target
+    x = frame_model_input(image, model.card)
     started = time.perf_counter()
     final = None
     for update in method.run(model, x, target, params, batch_size=args.batch_size):
-        if args.json and not update.final:
-            print(json.dumps(update_record(update, time.perf_counter() - started)), flush=True)
+        if on_update is not None and not update.final:
+            on_update(update, time.perf_counter() - started)
         final = update
     if final is None or not final.final:
         raise CommandError("the explanation stopped before it finished")
@@ -152,21 +185,54 @@ def run(args: argparse.Namespace) -> int:
         figures, sentence = trust_of(model, x, target, final, removed, args.batch_size)
     if args.sanity:
         figures.update(sanity_of(model, final, lambda m, cancel: method.run(m, x, target, params, cancel=cancel)))
-    elapsed = time.perf_counter() - started
-    if args.json:
-        print(json.dumps(final_record(final, elapsed, model, target, args.method, figures)), flush=True)
-    else:
-        print(f"{method.title} of '{model.card.labels[target]}' (probability {final.figures['score']:.3f}) "
-              f"in {elapsed:.2f} s, {final.evaluations} model evaluations")
-        if sentence:
-            print(sentence)
+    record = final_record(final, time.perf_counter() - started, model, target, method.name, figures)
+    return Outcome(Explained(image, x, final, target), record, sentence)
+
+
+def is_folder_out(out: Path | None) -> bool:
+    """A folder ``--out`` is one that exists as a folder, or a name with no file ending."""
+    return out is not None and (out.is_dir() or not out.suffix)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Explain one image, or hand several to the batch runner."""
+    if is_folder_out(args.out):
+        from cli.batch import run_batch
+
+        return run_batch(args, prepare(args))
+    if len(args.paths) > 1:
+        raise CommandError("several paths need a folder --out to hold one result per image")
+    fmt = None
     if args.out:
-        write_result(args.out, image, x, final, target)
+        try:
+            fmt = format_of(args.out)
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+    setup = prepare(args)
+    image = first_image(args.paths[0] if args.paths else str(DEMO_STUDY))
+
+    def print_update(update: Update, elapsed: float) -> None:
+        print(json.dumps(update_record(update, elapsed)), flush=True)
+
+    try:
+        outcome = explain_image(setup, image, args, print_update if args.json else None)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    record = outcome.record
+    if args.json:
+        print(json.dumps(record), flush=True)
+    else:
+        print(f"{setup.method.title} of '{setup.label}' (probability {record['score']:.3f}) "
+              f"in {record['elapsed']:.2f} s, {record['evaluations']} model evaluations")
+        if outcome.sentence:
+            print(outcome.sentence)
+    if args.out and fmt:
+        write_output(args.out, fmt, outcome.explained)
     return 0
 
 
 def explain_command(argv: Sequence[str]) -> int:
-    """Run one explanation headless; one line on stderr and exit 2 when it cannot be done."""
+    """Run the explain command; one line on stderr and exit 2 when it cannot be done."""
     args = build_parser().parse_args(argv)
     try:
         return run(args)
