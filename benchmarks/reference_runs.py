@@ -1,0 +1,90 @@
+"""What an ML engineer would run instead of Lightbox, each as a whole process, for ``speed.py``.
+
+    python benchmarks/reference_runs.py {captum-occlusion,monai-occlusion} MODEL.pt2 OUT.npz [--batch N]
+
+The model is loaded as its user would load it (``torch.export.load(...).module()``) and the input
+is the demo study preprocessed exactly as Lightbox does it, so both sides explain the same tensor.
+Prints the seconds from the model being loaded to the map being done, as ``elapsed=S``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from explain.model_card import ModelCard  # noqa: E402
+from explain.model_file import card_path  # noqa: E402
+from viewer.bundled import DEMO_STUDY  # noqa: E402
+from viewer.dicom_image import load_frame  # noqa: E402
+from viewer.dicom_model_input import frame_model_input  # noqa: E402
+from viewer.dicom_series import open_paths  # noqa: E402
+
+WINDOW, STRIDE, TARGET = 16, 8, 1
+
+
+def demo_input(card: ModelCard) -> torch.Tensor:
+    return frame_model_input(load_frame(open_paths([str(DEMO_STUDY)]).all_series()[0].frames[0]), card)
+
+
+def captum_occlusion(module: torch.nn.Module, x: torch.Tensor, batch: int) -> np.ndarray:
+    """``captum.attr.Occlusion`` on the target's softmax probability, zero baseline."""
+    from captum.attr import Occlusion
+
+    explainer = Occlusion(lambda inputs: torch.softmax(module(inputs), dim=1))
+    result = explainer.attribute(x[None], sliding_window_shapes=(x.shape[0], WINDOW, WINDOW),
+                                 strides=(1, STRIDE, STRIDE), baselines=0.0, target=TARGET,
+                                 perturbations_per_eval=batch)
+    return result[0].detach().numpy()
+
+
+def monai_occlusion(module: torch.nn.Module, x: torch.Tensor, batch: int) -> np.ndarray:
+    """MONAI's ``OcclusionSensitivity``: a 16-pixel mask, half overlap (stride 8), zero fill.
+
+    MONAI maps the probability with each window hidden, averaged per pixel; one minus it,
+    less the unhidden probability, is the drop that Captum and Lightbox map.
+    """
+    from monai.visualize import OcclusionSensitivity
+
+    class Probabilities(torch.nn.Module):
+        """The exported program in a module MONAI can switch to eval mode (exported ones refuse)."""
+
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            return module(inputs)
+
+    occlusion = OcclusionSensitivity(Probabilities(), mask_size=WINDOW, n_batch=batch, overlap=1 - STRIDE / WINDOW,
+                                     mode=0.0, activate=True, verbose=False)
+    with torch.no_grad():
+        probability_map, _ = occlusion(x[None])
+        original = torch.softmax(module(x[None]), dim=1)[0, TARGET]
+    return (original - probability_map[0, 0, ..., TARGET]).numpy()[None]
+
+
+RUNS = {"captum-occlusion": captum_occlusion, "monai-occlusion": monai_occlusion}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", choices=sorted(RUNS))
+    parser.add_argument("model", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--batch", type=int, default=32, help="occluded copies per forward pass")
+    args = parser.parse_args()
+    card = ModelCard.read(card_path(args.model))
+    x = demo_input(card)
+    module = torch.export.load(str(args.model)).module()
+    started = time.perf_counter()
+    attribution = RUNS[args.run](module, x, args.batch)
+    print(f"elapsed={time.perf_counter() - started:.4f}")
+    np.savez(args.out, attribution=attribution.astype(np.float32))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""Lightbox against the tools an ML engineer would use instead: same model, input and parameters.
+
+    .venv/bin/python benchmarks/speed.py [--models densenet demo] [--repeats 3] [--parts ...]
+
+Needs the benchmark extra (``pip install -e .[bench]``: Captum, MONAI, lime). Models: a
+DenseNet-121 with random weights (CheXNet's architecture, ``benchmarks/densenet.py``, exported
+here with ``torch.export``) and the bundled demo model, both explaining the demo study at
+224 x 224. Runs alternate between the tools and each figure is the median; ratios are
+Lightbox's time over the other tool's (below 1 is faster).
+
+Parts:
+
+- ``process``: occlusion at window 16, stride 8 (729 windows), each tool as a whole process from
+  the command line, imports and model loading included: ``main.py explain`` against Captum's
+  ``Occlusion`` (``perturbations_per_eval`` chosen by a sweep) and MONAI's
+  ``OcclusionSensitivity``. Also Lightbox's first partial map against its final one, both
+  counted from the model being loaded, from its ``--json`` lines.
+- ``occlusion``: in one process, the bare cost of the same number of batched forward passes (the
+  floor for an unchanged model), Lightbox without incremental inference (its overhead above the
+  floor), with it (exact), in fast mode (half precision) and with adaptive drill-down, and how far
+  the approximate maps are from the exact one (SSIM, largest difference).
+- ``ig``: integrated gradients, 50 Gauss-Legendre steps from a zero baseline, against Captum's.
+- ``lime``: LIME with the same superpixels and sample count against Captum's ``Lime`` and the
+  ``lime`` package's ``LimeImageExplainer``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.densenet import export_densenet  # noqa: E402
+from benchmarks.reference_runs import STRIDE, TARGET, WINDOW, demo_input  # noqa: E402
+from explain.integrated_gradients import IntegratedGradientsParams, integrated_gradients  # noqa: E402
+from explain.lime import LimeParams, lime, lime_baseline, superpixels  # noqa: E402
+from explain.model_file import LoadedModel, load_model  # noqa: E402
+from explain.occlusion import OcclusionParams, occlusion  # noqa: E402
+from viewer.bundled import DEMO_MODEL, DEMO_STUDY  # noqa: E402
+
+PARTS = ("process", "occlusion", "ig", "lime")
+CAPTUM_BATCHES = (8, 16, 32, 64)
+
+
+def timed(run: Callable[[], object]) -> tuple[float, object]:
+    began = time.perf_counter()
+    result = run()
+    return time.perf_counter() - began, result
+
+
+def alternate(runs: dict[str, Callable[[], object]], repeats: int) -> tuple[dict[str, float], dict[str, object]]:
+    """Each run ``repeats`` times, taking turns; the median time of each and its last result."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    results: dict[str, object] = {}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            seconds, results[name] = timed(run)
+            times[name].append(seconds)
+    return {name: statistics.median(values) for name, values in times.items()}, results
+
+
+def report(title: str, times: dict[str, float], ours: str, notes: dict[str, str] | None = None) -> None:
+    """A small table: each run's median seconds and its ratio against ours."""
+    print(f"\n{title}")
+    for name, seconds in times.items():
+        ratio = "" if name == ours else f"   Lightbox / this = {times[ours] / seconds:.2f}"
+        print(f"  {name:<44} {seconds:8.2f} s{ratio}   {(notes or {}).get(name, '')}")
+
+
+def final(updates) -> object:
+    *_, last = updates
+    return last
+
+
+def map_difference(approximate: np.ndarray, exact: np.ndarray) -> str:
+    """SSIM over the exact map's range, and the largest difference as a share of that range."""
+    span = float(exact.max() - exact.min()) or 1.0
+    ssim = structural_similarity(exact, approximate, data_range=span)
+    return f"SSIM {ssim:.3f}, largest difference {np.abs(approximate - exact).max() / span:.1%} of the range"
+
+
+def same_map(a: np.ndarray, b: np.ndarray) -> str:
+    return f"largest difference {np.abs(a - b).max() / (np.abs(b).max() or 1.0):.1e} of the map's peak"
+
+
+# --- whole processes -----------------------------------------------------------------------------
+
+
+def lightbox_process(model: Path, out: Path) -> tuple[float, dict]:
+    """``main.py explain`` as a user runs it; the wall time and its first and last JSON lines."""
+    command = [sys.executable, str(ROOT / "main.py"), "explain", str(DEMO_STUDY), "--model", str(model),
+               "--method", "occlusion", "--window", str(WINDOW), "--stride", str(STRIDE), "--no-trust",
+               "--json", "--out", str(out)]
+    seconds, done = timed(lambda: subprocess.run(command, check=True, capture_output=True, text=True))
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    return seconds, {"first": lines[0]["elapsed"], "final": lines[-1]["elapsed"]}
+
+
+def reference_process(run: str, model: Path, out: Path, batch: int) -> tuple[float, dict]:
+    command = [sys.executable, str(ROOT / "benchmarks" / "reference_runs.py"), run, str(model), str(out),
+               "--batch", str(batch)]
+    seconds, done = timed(lambda: subprocess.run(command, check=True, capture_output=True, text=True))
+    return seconds, {"final": float(done.stdout.strip().rsplit("=", 1)[1])}
+
+
+def tuned_captum_batch(model: LoadedModel, x: torch.Tensor) -> int:
+    """Captum's fastest ``perturbations_per_eval`` here, from 64 windows' worth at each size."""
+    def rate(batch: int) -> float:
+        copies = x[None].repeat(batch, 1, 1, 1)
+        with torch.no_grad():
+            model.module(copies)
+            seconds, _ = timed(lambda: [model.module(copies) for _ in range(max(64 // batch, 1))])
+        return max(64 // batch, 1) * batch / seconds
+    return max(CAPTUM_BATCHES, key=rate)
+
+
+def process_part(name: str, path: Path, model: LoadedModel, x: torch.Tensor, repeats: int, folder: Path) -> None:
+    batch = tuned_captum_batch(model, x)
+    outputs = {tool: folder / f"{name}-{tool}.npz" for tool in ("lightbox", "captum", "monai")}
+    runs = {
+        "Lightbox (main.py explain)": lambda: lightbox_process(path, outputs["lightbox"]),
+        f"Captum Occlusion (perturbations_per_eval={batch})":
+            lambda: reference_process("captum-occlusion", path, outputs["captum"], batch),
+        f"MONAI OcclusionSensitivity (n_batch={batch})":
+            lambda: reference_process("monai-occlusion", path, outputs["monai"], batch),
+    }
+    times, results = alternate(runs, repeats)
+    ours = np.load(outputs["lightbox"])["attribution"]
+    captum_map, monai_map = (np.load(outputs[tool])["attribution"] for tool in ("captum", "monai"))
+    correlation = np.corrcoef(monai_map.ravel(), ours.ravel())[0, 1]
+    notes = {list(runs)[1]: f"(map: {same_map(captum_map, ours)})",
+             list(runs)[2]: f"(its own window placement and averaging: correlation {correlation:.2f} with ours)"}
+    report(f"[{name}] occlusion, window {WINDOW}, stride {STRIDE}, whole processes", times, list(runs)[0], notes)
+    lines = results[list(runs)[0]][1]
+    print(f"  Lightbox's first partial map at {lines['first']:.3f} s of {lines['final']:.2f} s from the model "
+          f"being loaded: {lines['first'] / lines['final']:.3f} of the explanation's time")
+
+
+# --- in one process ------------------------------------------------------------------------------
+
+
+def forward_floor(model: LoadedModel, x: torch.Tensor, count: int, batch: int) -> Callable[[], None]:
+    """``count`` forward passes in batches of ``batch``: what any unchanged-model occlusion costs."""
+    copies = x[None].repeat(batch, 1, 1, 1)
+
+    def run() -> None:
+        with torch.inference_mode():
+            for start in range(0, count, batch):
+                model.module(copies[: min(batch, count - start)])
+    return run
+
+
+def occlusion_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int) -> None:
+    from captum.attr import Occlusion
+
+    params = OcclusionParams(WINDOW, STRIDE, 0.0)
+    batch = tuned_captum_batch(model, x)
+    captum = Occlusion(lambda inputs: model.probabilities(inputs))
+    fast = replace(model, fast=True)
+    runs = {
+        f"bare forward passes (730, batches of {batch})": forward_floor(model, x, 730, batch),
+        "Lightbox, plain batches": lambda: final(occlusion(model, x, TARGET, params, incremental=False)),
+        "Lightbox, incremental (exact)": lambda: final(occlusion(model, x, TARGET, params)),
+        "Lightbox, incremental, fast mode": lambda: final(occlusion(fast, x, TARGET, params)),
+        "Lightbox, incremental, drill-down 0.25": lambda: final(occlusion(model, x, TARGET, replace(params, drill_down=0.25))),
+        f"Captum Occlusion (perturbations_per_eval={batch})": lambda: captum.attribute(
+            x[None], sliding_window_shapes=(1, WINDOW, WINDOW), strides=(1, STRIDE, STRIDE), baselines=0.0,
+            target=TARGET, perturbations_per_eval=batch),
+    }
+    times, results = alternate(runs, repeats)
+    exact = results["Lightbox, incremental (exact)"].heatmap
+    notes = {
+        "Lightbox, plain batches": f"(overhead above the floor: {times['Lightbox, plain batches'] / times[list(runs)[0]] - 1:+.1%})",
+        "Lightbox, incremental (exact)": f"(against the floor: {times['Lightbox, incremental (exact)'] / times[list(runs)[0]]:.2f}; "
+                                         f"{same_map(exact, results[list(runs)[-1]][0, 0].numpy())} against Captum)",
+        "Lightbox, incremental, fast mode": f"({map_difference(results['Lightbox, incremental, fast mode'].heatmap, exact)})",
+        "Lightbox, incremental, drill-down 0.25": f"({map_difference(results['Lightbox, incremental, drill-down 0.25'].heatmap, exact)})",
+    }
+    report(f"[{name}] occlusion in one process, window {WINDOW}, stride {STRIDE}", times,
+           "Lightbox, incremental (exact)", notes)
+
+
+def ig_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int) -> None:
+    from captum.attr import IntegratedGradients
+
+    params = IntegratedGradientsParams(steps=50, rule="gausslegendre", baseline=0.0)
+    batch = tuned_captum_batch(model, x)
+    captum = IntegratedGradients(lambda inputs: model.probabilities(inputs))
+    runs = {
+        "Lightbox integrated gradients": lambda: final(integrated_gradients(model, x, TARGET, params)),
+        f"Captum IntegratedGradients (internal_batch_size={batch})": lambda: captum.attribute(
+            x[None], baselines=torch.zeros_like(x)[None], target=TARGET, n_steps=50, method="gausslegendre",
+            internal_batch_size=batch),
+    }
+    times, results = alternate(runs, repeats)
+    ours = results[list(runs)[0]].attribution
+    notes = {list(runs)[1]: f"(map: {same_map(results[list(runs)[1]][0].detach().numpy(), ours)})"}
+    report(f"[{name}] integrated gradients, 50 Gauss-Legendre steps", times, list(runs)[0], notes)
+
+
+def lime_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int, samples: int) -> None:
+    from captum._utils.models.linear_model import SkLearnRidge
+    from captum.attr import Lime
+    from lime.lime_image import LimeImageExplainer
+
+    os.environ["TQDM_DISABLE"] = "1"  # lime's progress bar
+
+    params = LimeParams(samples=samples, fill=0.0)
+    labels = superpixels(x, params)
+    batch = tuned_captum_batch(model, x)
+    captum = Lime(lambda inputs: model.probabilities(inputs), interpretable_model=SkLearnRidge(alpha=1.0))
+    image = x[0].numpy().astype(np.float64)
+
+    def classify(images: np.ndarray) -> np.ndarray:
+        batch_input = torch.as_tensor(images[..., 0], dtype=torch.float32)[:, None]
+        with torch.no_grad():
+            return model.probabilities(batch_input).numpy()
+
+    runs = {
+        "Lightbox LIME": lambda: final(lime(model, x, TARGET, params)),
+        f"Captum Lime (perturbations_per_eval={batch})": lambda: captum.attribute(
+            x[None], target=TARGET, n_samples=samples, feature_mask=torch.as_tensor(labels)[None, None],
+            baselines=lime_baseline(x, params)[None], perturbations_per_eval=batch),
+        f"lime package LimeImageExplainer (batch_size={batch})": lambda: LimeImageExplainer(random_state=0).explain_instance(
+            np.repeat(image[..., None], 3, axis=2), classify, labels=(TARGET,), top_labels=None, hide_color=0.0,
+            num_samples=samples, batch_size=batch, segmentation_fn=lambda _: labels, random_seed=0),
+    }
+    times, _ = alternate(runs, repeats)
+    report(f"[{name}] LIME, {samples} samples, {labels.max() + 1} superpixels", times, list(runs)[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", choices=("densenet", "demo"), default=["densenet", "demo"])
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--lime-samples", type=int, default=1000)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), device {args.device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        paths = {"densenet": export_densenet(folder) if "densenet" in args.models else None, "demo": DEMO_MODEL}
+        for name in args.models:
+            model = load_model(paths[name], device)
+            x = demo_input(model.card).to(device)
+            if "process" in args.parts and device.type == "cpu":
+                process_part(name, paths[name], model, x, args.repeats, folder)
+            if "occlusion" in args.parts:
+                occlusion_part(name, model, x, args.repeats)
+            if "ig" in args.parts:
+                ig_part(name, model, x, args.repeats)
+            if "lime" in args.parts:
+                lime_part(name, model, x, args.repeats, args.lime_samples)
+
+
+if __name__ == "__main__":
+    main()
