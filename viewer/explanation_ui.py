@@ -10,7 +10,7 @@ the background the same way, and the sanity check runs when asked for.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,13 @@ from viewer.trust_text import SCALE_UNITS
 SEGMENT_OUTLINE = (255, 255, 255, 140)
 #: Wait this long after the last image change before scoring the new image for the target list.
 PROBABILITY_DELAY_MS = 150
+
+
+def precision(model: LoadedModel) -> str:
+    """Says so when a map is made in fast mode, so that nobody takes it for the exact one."""
+    if not model.fast:
+        return ""
+    return ", fast mode (bfloat16)" if model.device.type == "cpu" else ", fast mode (float16)"
 
 
 def scrolling(panel: QWidget) -> QScrollArea:
@@ -175,21 +182,22 @@ class ExplanationUi(QObject):
         except (ValueError, TypeError) as error:
             self._say(str(error))
             return
-        explanation = Explanation(self.panel.method_name(), params, self.model, x, self.panel.target_index(),
-                                  image.frame)
+        model = replace(self.model, fast=self.panel.fast.isChecked())
+        explanation = Explanation(self.panel.method_name(), params, model, x, self.panel.target_index(), image.frame)
         self._forget_explanation()
         self.current, self.started = explanation, time.perf_counter()
         self.panel.set_running(True)
         self.panel.set_progress(0.0, 0.0)
-        self._say(f"{METHODS[explanation.method].title} running on {describe(self.model.device)}…")
+        self._say(f"{METHODS[explanation.method].title} running on {describe(self.model.device)}{precision(model)}…")
         self.controller.start(Job(self.controller.next_generation(), "explanation",
                                   lambda cancel: explanation.run(explanation.model, cancel)))
 
     def _start_trust(self, explanation: Explanation, final: Update) -> None:
         """Figures for the finished map, against the method's own baseline."""
         removed = METHODS[explanation.method].baseline(explanation.model_input, explanation.params)
+        exact = replace(explanation.model, fast=False)  # the figures judge the map with the exact model
         self.controller.start(Job(self.controller.next_generation(), "trust", lambda cancel: trust_figures(
-            explanation.model, explanation.model_input, explanation.target, final.heatmap, removed, cancel=cancel)))
+            exact, explanation.model_input, explanation.target, final.heatmap, removed, cancel=cancel)))
 
     def run_sanity_check(self) -> None:
         """Repeat the explanation on a randomized model; costs as much as the explanation."""
@@ -236,7 +244,8 @@ class ExplanationUi(QObject):
         self.final = update
         score = update.figures.get("score")
         detail = f" (probability {score:.2f})" if score is not None else ""
-        self._say(f"Done in {elapsed:.1f} s, {update.evaluations} model evaluations: {explanation.label}{detail}")
+        self._say(f"Done in {elapsed:.1f} s, {update.evaluations} model evaluations{precision(explanation.model)}: "
+                  f"{explanation.label}{detail}")
         self.explanation_finished.emit(update)
         self.trust.set_progress(0.0, "Trust figures")
         self._start_trust(explanation, update)
@@ -270,7 +279,10 @@ class ExplanationUi(QObject):
         lut = heat_lut(self.panel.opacity_value(), self.panel.threshold_value())
         self.window.view.show_heatmap(self.heat, self.levels, lut)
         self.window.view.set_overlay_visible(self.panel.show_heat.isChecked())
-        self.panel.colour_bar.set_levels(self.levels, SCALE_UNITS.get(self.current.method if self.current else "", ""))
+        unit = SCALE_UNITS.get(self.current.method, "") if self.current else ""
+        if self.current and self.current.model.fast:
+            unit += " (fast mode)"
+        self.panel.colour_bar.set_levels(self.levels, unit)
 
     def draw_segments(self) -> None:
         """Outline LIME's superpixels on the image's own pixels, when asked and relevant."""

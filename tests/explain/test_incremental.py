@@ -3,9 +3,12 @@ and falls back to the whole model for the rest."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
+from skimage.metrics import structural_similarity
 
 from explain.incremental import IncrementalModel, Patch, occluded_copies
 from explain.model_file import load_model
@@ -93,3 +96,45 @@ def test_result_does_not_depend_on_batch_size(model, image):
     maps = [list(occlusion(model, image, 1, params, batch_size=size))[-1].attribution for size in (1, 5, 64)]
     for other in maps[1:]:
         np.testing.assert_allclose(other, maps[0], rtol=1e-4, atol=1e-6)
+
+
+def test_fast_mode_differs_from_the_exact_map_by_rounding_only(model, image):
+    params = OcclusionParams(8, 4, 0.0)
+    exact = list(occlusion(model, image, 1, params))[-1]
+    fast = list(occlusion(replace(model, fast=True), image, 1, params))[-1]
+    assert not np.array_equal(fast.heatmap, exact.heatmap), "half precision rounds differently"
+    # bfloat16 keeps 8 bits of mantissa: each probability within a few parts in a thousand.
+    assert np.abs(fast.heatmap - exact.heatmap).max() < 0.01
+
+
+def test_fast_mode_keeps_a_strong_map(image, tmp_path):
+    model = load_model(export_model(RegionDetector((12, 28, 20, 36)), card_for(HEIGHT, WIDTH), tmp_path), CPU)
+    params = OcclusionParams(8, 4, 0.0)
+    exact = list(occlusion(model, image + 3.0, 1, params))[-1]
+    fast = list(occlusion(replace(model, fast=True), image + 3.0, 1, params))[-1]
+    assert np.corrcoef(fast.heatmap.ravel(), exact.heatmap.ravel())[0, 1] > 0.99
+
+
+def test_drill_down_scores_the_coarse_grid_and_the_hottest_finer_positions(image, tmp_path):
+    box = (12, 28, 20, 36)
+    model = load_model(export_model(RegionDetector(box), card_for(HEIGHT, WIDTH), tmp_path), CPU)
+    params = OcclusionParams(6, 2, 0.0)
+    exact = list(occlusion(model, image + 3.0, 1, params))[-1]
+    drilled = list(occlusion(model, image + 3.0, 1, replace(params, drill_down=0.2)))
+    grid = WindowGrid(HEIGHT, WIDTH, 6, 2)
+    positions = grid.shape[0] * grid.shape[1]
+    coarse = len(range(0, grid.shape[0], 4)) * len(range(0, grid.shape[1], 4))
+    assert drilled[-1].final and drilled[-1].evaluations == 1 + coarse + int(np.ceil(0.2 * (positions - coarse)))
+    assert [u.progress for u in drilled] == sorted(u.progress for u in drilled) and drilled[-1].progress == 1.0
+    # Only the detector's box matters: the refined positions are there, and so is the map.
+    heat = drilled[-1].heatmap
+    rows, columns = np.unravel_index(np.argmax(heat), heat.shape)
+    assert box[0] <= rows < box[1] and box[2] <= columns < box[3]
+    span = float(exact.heatmap.max() - exact.heatmap.min())
+    assert structural_similarity(exact.heatmap, heat, data_range=span) > 0.9
+
+
+def test_drill_down_must_be_a_share():
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="drill-down"):
+            OcclusionParams(drill_down=bad)

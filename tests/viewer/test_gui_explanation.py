@@ -167,3 +167,16 @@ def test_parameter_editors_start_at_each_methods_defaults(ui):
         ui.panel.method.setCurrentIndex(index)
         assert ui.panel.parameters() == method.params(), method.name
         assert set(asdict(ui.panel.parameters())) == set(ui.panel.forms.currentWidget().editors)
+
+
+def test_fast_mode_is_labelled_and_the_trust_figures_use_the_exact_model(qtbot, window, ui, tmp_path):
+    window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=96, cols=128)])
+    ui.panel.fast.setChecked(True)
+    with qtbot.waitSignal(ui.trust_finished, timeout=30000):
+        qtbot.mouseClick(ui.panel.explain_button, Qt.MouseButton.LeftButton)
+    assert ui.current.model.fast and not ui.model.fast, "fast mode belongs to the one explanation"
+    assert "fast mode (bfloat16)" in window.statusBar().currentMessage() + ui.panel.status.text()
+    assert "fast mode" in ui.panel.colour_bar.unit.text()
+    ui.panel.fast.setChecked(False)
+    explain_and_wait(qtbot, ui)
+    assert "fast mode" not in ui.panel.status.text() and "fast mode" not in ui.panel.colour_bar.unit.text()
