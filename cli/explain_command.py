@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", help="label name or index to explain (default: the card's last label)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     parser.add_argument("--batch-size", type=int, help="fixed batch size (default: tuned while running)")
+    parser.add_argument("--fast", action="store_true",
+                        help="half precision (bfloat16 on the CPU, float16 on a GPU): faster, slightly different maps")
     parser.add_argument("--out", type=Path,
                         help="OUT.npz (arrays) or OUT.png (overlay) for one image; a folder (existing, or a name "
                              "without an ending) for one result per image, kept between runs")
@@ -107,7 +109,7 @@ def prepare(args: argparse.Namespace) -> Setup:
     method = METHODS[args.method]
     try:
         params = method.make_params(vars(args))
-        model = load_model(args.model, pick_device(args.device))
+        model = replace(load_model(args.model, pick_device(args.device)), fast=args.fast)
         target = model.card.label_index(args.target)
     except (DeviceError, ModelLoadError, ModelCardError, ValueError, TypeError) as error:
         raise CommandError(str(error)) from None
@@ -137,13 +139,14 @@ def final_record(update: Update, elapsed: float, model: LoadedModel, target: int
                  figures: dict[str, float]) -> dict:
     """The last JSON line: the target, its score, the method's own figures and the trust figures."""
     return {**update_record(update, elapsed), "method": method, "target": model.card.labels[target],
-            "target_index": target, **update.figures, **figures}
+            "target_index": target, "fast": model.fast, **update.figures, **figures}
 
 
 def trust_of(model: LoadedModel, x: torch.Tensor, target: int, final: Update, removed: torch.Tensor,
              batch_size: int | None) -> tuple[dict[str, float], str]:
     """The trust figures of a finished map, and the verdict in words."""
-    trusted = list(trust_figures(model, x, target, final.heatmap, removed, batch_size=batch_size))[-1]
+    exact = replace(model, fast=False)  # a fast map is judged by the exact model
+    trusted = list(trust_figures(exact, x, target, final.heatmap, removed, batch_size=batch_size))[-1]
     figures = {**final.figures, **trusted.figures}
     return trusted.figures, verdict(figures, model.card.labels[target])
 

@@ -14,7 +14,7 @@ import torch
 from explain.model_file import load_model
 from explain.occlusion import OcclusionParams, occlusion
 from tests import dicom_factory as factory
-from tests.model_factory import RegionDetector, card_for, export_model
+from tests.model_factory import RegionDetector, SmallCnn, card_for, export_model
 from viewer.dicom_image import load_frame
 from viewer.dicom_model_input import frame_model_input
 from viewer.dicom_series import open_paths
@@ -106,3 +106,17 @@ def test_sanity_adds_the_randomization_check_and_no_trust_skips_figures(case):
     assert "completeness_gap" in final and abs(final["completeness_gap"]) < 0.05
     quick = explain(str(image), "--model", str(model), "--json", "--no-trust")
     assert "deletion_auc" not in json.loads(quick.stdout.splitlines()[-1])
+
+
+def test_fast_mode_is_reported_and_close_to_the_exact_map(case, tmp_path):
+    _, image = case
+    model = export_model(SmallCnn(), card_for(48, 64), tmp_path)  # convolutions: what autocast changes
+    outs = {name: tmp_path / f"{name}.npz" for name in ("exact", "fast")}
+    common = (str(image), "--model", str(model), "--window", "8", "--stride", "4", "--json", "--no-trust")
+    exact = explain(*common, "--out", str(outs["exact"]))
+    fast = explain(*common, "--fast", "--out", str(outs["fast"]))
+    assert fast.returncode == 0, fast.stderr
+    assert json.loads(fast.stdout.splitlines()[-1])["fast"] is True
+    assert json.loads(exact.stdout.splitlines()[-1])["fast"] is False
+    exact_map, fast_map = (np.load(outs[name])["attribution"] for name in ("exact", "fast"))
+    assert not np.array_equal(exact_map, fast_map) and np.abs(exact_map - fast_map).max() < 0.01
