@@ -166,12 +166,19 @@ def forward_floor(model: LoadedModel, x: torch.Tensor, count: int, batch: int) -
     return run
 
 
+def as_users_load_it(model: LoadedModel) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The probabilities of the model loaded as a Captum or lime user would: no checks, weights
+    not frozen (Lightbox freezes them, which spares backward passes the weight gradients)."""
+    module = torch.export.load(str(model.path)).module().to(model.device)
+    return lambda inputs: torch.softmax(module(inputs), dim=1)
+
+
 def occlusion_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int) -> None:
     from captum.attr import Occlusion
 
     params = OcclusionParams(WINDOW, STRIDE, 0.0)
     batch = tuned_captum_batch(model, x)
-    captum = Occlusion(lambda inputs: model.probabilities(inputs))
+    captum = Occlusion(as_users_load_it(model))
     fast = replace(model, fast=True)
     runs = {
         f"bare forward passes (730, batches of {batch})": forward_floor(model, x, 730, batch),
@@ -201,7 +208,7 @@ def ig_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int) -> Non
 
     params = IntegratedGradientsParams(steps=50, rule="gausslegendre", baseline=0.0)
     batch = tuned_captum_batch(model, x)
-    captum = IntegratedGradients(lambda inputs: model.probabilities(inputs))
+    captum = IntegratedGradients(as_users_load_it(model))
     runs = {
         "Lightbox integrated gradients": lambda: final(integrated_gradients(model, x, TARGET, params)),
         f"Captum IntegratedGradients (internal_batch_size={batch})": lambda: captum.attribute(
@@ -224,13 +231,14 @@ def lime_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int, samp
     params = LimeParams(samples=samples, fill=0.0)
     labels = superpixels(x, params)
     batch = tuned_captum_batch(model, x)
-    captum = Lime(lambda inputs: model.probabilities(inputs), interpretable_model=SkLearnRidge(alpha=1.0))
+    probabilities = as_users_load_it(model)
+    captum = Lime(probabilities, interpretable_model=SkLearnRidge(alpha=1.0))
     image = x[0].numpy().astype(np.float64)
 
     def classify(images: np.ndarray) -> np.ndarray:
         batch_input = torch.as_tensor(images[..., 0], dtype=torch.float32)[:, None]
         with torch.no_grad():
-            return model.probabilities(batch_input).numpy()
+            return probabilities(batch_input).numpy()
 
     runs = {
         "Lightbox LIME": lambda: final(lime(model, x, TARGET, params)),
