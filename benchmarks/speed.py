@@ -27,6 +27,8 @@ Parts:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import platform
@@ -173,6 +175,21 @@ def as_users_load_it(model: LoadedModel) -> Callable[[torch.Tensor], torch.Tenso
     return lambda inputs: torch.softmax(module(inputs), dim=1)
 
 
+def gradient_floor(model: LoadedModel, x: torch.Tensor, count: int, batch: int) -> Callable[[], None]:
+    """``count`` forward and backward passes for the input's gradient: integrated gradients' floor."""
+    copies = x[None].repeat(batch, 1, 1, 1)
+
+    def run() -> None:
+        for start in range(0, count, batch):
+            inputs = copies[: min(batch, count - start)].clone().requires_grad_(True)
+            torch.autograd.grad(model.probabilities(inputs)[:, TARGET].sum(), inputs)
+    return run
+
+
+def floor_note(times: dict[str, float], floor: str, ours: str) -> str:
+    return f"(above the floor: {times[ours] / times[floor] - 1:+.1%})"
+
+
 def occlusion_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int) -> None:
     from captum.attr import Occlusion
 
@@ -193,7 +210,7 @@ def occlusion_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int)
     times, results = alternate(runs, repeats)
     exact = results["Lightbox, incremental (exact)"].heatmap
     notes = {
-        "Lightbox, plain batches": f"(overhead above the floor: {times['Lightbox, plain batches'] / times[list(runs)[0]] - 1:+.1%})",
+        "Lightbox, plain batches": floor_note(times, list(runs)[0], "Lightbox, plain batches"),
         "Lightbox, incremental (exact)": f"(against the floor: {times['Lightbox, incremental (exact)'] / times[list(runs)[0]]:.2f}; "
                                          f"{same_map(exact, results[list(runs)[-1]][0, 0].numpy())} against Captum)",
         "Lightbox, incremental, fast mode": f"({map_difference(results['Lightbox, incremental, fast mode'].heatmap, exact)})",
@@ -209,24 +226,25 @@ def ig_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int) -> Non
     params = IntegratedGradientsParams(steps=50, rule="gausslegendre", baseline=0.0)
     batch = tuned_captum_batch(model, x)
     captum = IntegratedGradients(as_users_load_it(model))
+    floor = f"bare forward+backward passes (50, batches of {batch})"
     runs = {
+        floor: gradient_floor(model, x, 50, batch),
         "Lightbox integrated gradients": lambda: final(integrated_gradients(model, x, TARGET, params)),
         f"Captum IntegratedGradients (internal_batch_size={batch})": lambda: captum.attribute(
             x[None], baselines=torch.zeros_like(x)[None], target=TARGET, n_steps=50, method="gausslegendre",
             internal_batch_size=batch),
     }
     times, results = alternate(runs, repeats)
-    ours = results[list(runs)[0]].attribution
-    notes = {list(runs)[1]: f"(map: {same_map(results[list(runs)[1]][0].detach().numpy(), ours)})"}
-    report(f"[{name}] integrated gradients, 50 Gauss-Legendre steps", times, list(runs)[0], notes)
+    ours, captum_name = list(runs)[1:]
+    notes = {captum_name: f"(map: {same_map(results[captum_name][0].detach().numpy(), results[ours].attribution)})",
+             ours: floor_note(times, floor, ours)}
+    report(f"[{name}] integrated gradients, 50 Gauss-Legendre steps", times, ours, notes)
 
 
 def lime_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int, samples: int) -> None:
     from captum._utils.models.linear_model import SkLearnRidge
     from captum.attr import Lime
     from lime.lime_image import LimeImageExplainer
-
-    os.environ["TQDM_DISABLE"] = "1"  # lime's progress bar
 
     params = LimeParams(samples=samples, fill=0.0)
     labels = superpixels(x, params)
@@ -240,17 +258,25 @@ def lime_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int, samp
         with torch.no_grad():
             return probabilities(batch_input).numpy()
 
+    def lime_package(batch_size: int) -> object:
+        with contextlib.redirect_stderr(io.StringIO()):  # its progress bar
+            return LimeImageExplainer(random_state=0).explain_instance(
+                np.repeat(image[..., None], 3, axis=2), classify, labels=(TARGET,), top_labels=None, hide_color=0.0,
+                num_samples=samples, batch_size=batch_size, segmentation_fn=lambda _: labels, random_seed=0)
+
+    floor = f"bare forward passes ({samples}, batches of {batch})"
     runs = {
+        floor: forward_floor(model, x, samples, batch),
         "Lightbox LIME": lambda: final(lime(model, x, TARGET, params)),
         f"Captum Lime (perturbations_per_eval={batch})": lambda: captum.attribute(
             x[None], target=TARGET, n_samples=samples, feature_mask=torch.as_tensor(labels)[None, None],
             baselines=lime_baseline(x, params)[None], perturbations_per_eval=batch),
-        f"lime package LimeImageExplainer (batch_size={batch})": lambda: LimeImageExplainer(random_state=0).explain_instance(
-            np.repeat(image[..., None], 3, axis=2), classify, labels=(TARGET,), top_labels=None, hide_color=0.0,
-            num_samples=samples, batch_size=batch, segmentation_fn=lambda _: labels, random_seed=0),
+        f"lime package LimeImageExplainer (batch_size={batch})": lambda: lime_package(batch),
+        "lime package, its default batch_size=10": lambda: lime_package(10),
     }
     times, _ = alternate(runs, repeats)
-    report(f"[{name}] LIME, {samples} samples, {labels.max() + 1} superpixels", times, list(runs)[0])
+    report(f"[{name}] LIME, {samples} samples, {labels.max() + 1} superpixels", times, "Lightbox LIME",
+           {"Lightbox LIME": floor_note(times, floor, "Lightbox LIME")})
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ from torch.fx.node import map_aggregate
 aten = torch.ops.aten
 
 #: A box that covers more than this share of its map is cheaper to compute whole.
-WHOLE_SHARE = 0.5
+WHOLE_SHARE = 0.7
 
 
 @dataclass(frozen=True, eq=False)

@@ -51,9 +51,11 @@ def test_a_good_model_loads_and_gives_probabilities(model_path):
     torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(3))
 
 
-def test_weights_are_frozen_but_the_input_still_gets_gradients(model_path):
+def test_weights_are_frozen_channels_last_and_the_input_still_gets_gradients(model_path):
     model = load_model(model_path, CPU)
     assert not any(p.requires_grad for p in model.module.parameters())
+    kernels = [p for p in model.module.parameters() if p.dim() == 4]
+    assert kernels and all(k.is_contiguous(memory_format=torch.channels_last) for k in kernels)
     x = torch.randn(2, 1, 32, 32, requires_grad=True)
     model.probabilities(x)[:, 1].sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
