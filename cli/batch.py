@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cli.explain_command import CommandError, Setup, explain_image
-from cli.explain_outputs import FORMATS, replace_atomically, write_output
+from cli.explain_outputs import FORMATS, OutputError, replace_atomically, write_output
 from viewer.bundled import DEMO_STUDY
 from viewer.dicom_files import DicomReadError
 from viewer.dicom_image import load_frame
@@ -81,11 +81,15 @@ def plan(frames: list[Frame]) -> list[Job]:
 
 
 def settings_of(setup: Setup, args: argparse.Namespace) -> dict:
-    """What the maps in a folder depend on: method, parameters, model file contents, target."""
+    """What a folder's results depend on: method, parameters, model file, target, precision, identity.
+
+    Identity is among them so that a folder never mixes identified and de-identified exports.
+    """
     digest = hashlib.sha256(Path(args.model).read_bytes()).hexdigest()
     return json.loads(json.dumps({"method": setup.method.name, "params": dataclasses.asdict(setup.params),
                                   "model": Path(args.model).name, "model_sha256": digest,
-                                  "target": setup.label}))
+                                  "target": setup.label, "fast": setup.model.fast,
+                                  "identified": args.identified}))
 
 
 def claim_folder(folder: Path, settings: dict) -> None:
@@ -119,7 +123,7 @@ def explain_job(job: Job, folder: Path, formats: list[str], setup: Setup, args: 
     """Explain one image and write its files, the record last."""
     outcome = explain_image(setup, load_frame(job.frame), args)
     for fmt in formats:
-        write_output(job.output_path(folder, fmt), fmt, outcome.explained)
+        write_output(job.output_path(folder, fmt), fmt, outcome.explained, deidentify=not args.identified)
     record = {**job.source(), **outcome.record,
               "outputs": [job.output_path(folder, fmt).name for fmt in formats]}
     replace_atomically(job.record_path(folder), lambda temporary: temporary.write_text(json.dumps(record)))
@@ -129,7 +133,7 @@ def explain_job(job: Job, folder: Path, formats: list[str], setup: Setup, args: 
 def one_line(error: BaseException) -> str:
     """A reason in one line: our own errors say it plainly, others are named by their kind."""
     text = " ".join(str(error).split())
-    if isinstance(error, (DicomReadError, ValueError, CommandError)):
+    if isinstance(error, (DicomReadError, ValueError, CommandError, OutputError)):
         return text or type(error).__name__
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 

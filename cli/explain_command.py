@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from cli.explain_outputs import FORMATS, Explained, format_of, write_output
+from cli.explain_outputs import FORMATS, Explained, OutputError, format_of, write_output
 from explain.baselines import parse_baseline
 from explain.devices import DEVICE_CHOICES, DeviceError, pick_device
 from explain.engine import Update
@@ -55,10 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fast", action="store_true",
                         help="half precision (bfloat16 on the CPU, float16 on a GPU): faster, slightly different maps")
     parser.add_argument("--out", type=Path,
-                        help="OUT.npz (arrays) or OUT.png (overlay) for one image; a folder (existing, or a name "
-                             "without an ending) for one result per image, kept between runs")
+                        help="for one image OUT.npz (arrays), OUT.png (overlay), OUT.pm.dcm (DICOM Parametric Map), "
+                             "OUT.sc.dcm (DICOM Secondary Capture) or OUT.html (report); a folder (existing, or a "
+                             "name without an ending) for results per image, kept between runs")
     parser.add_argument("--format", type=formats_list, default=["npz"], metavar="F[,F...]",
-                        help=f"with a folder --out, what to write per image: {', '.join(FORMATS)} (default: npz)")
+                        help=f"with a folder --out, what to write per image: {', '.join(FORMATS)} (default: npz); "
+                             "pm and sc are DICOM Parametric Map and Secondary Capture, html the key-image report")
+    parser.add_argument("--identified", action="store_true",
+                        help="keep the patient's name, ID and dates in DICOM exports and reports "
+                             "(default: de-identified, PS3.15 basic profile)")
     parser.add_argument("--json", action="store_true",
                         help="one JSON object per line: per update for one image, per image for a folder")
     parser.add_argument("--no-trust", action="store_true", help="skip the trust figures (deletion, insertion, AOPC)")
@@ -189,7 +194,9 @@ def explain_image(setup: Setup, image: FrameImage, args: argparse.Namespace,
     if args.sanity:
         figures.update(sanity_of(model, final, lambda m, cancel: method.run(m, x, target, params, cancel=cancel)))
     record = final_record(final, time.perf_counter() - started, model, target, method.name, figures)
-    return Outcome(Explained(image, x, final, target), record, sentence)
+    explained = Explained(image, x, final, target, method.name, model.card.name, model.card.labels[target],
+                          figures, sentence)
+    return Outcome(explained, record, sentence)
 
 
 def is_folder_out(out: Path | None) -> bool:
@@ -230,7 +237,10 @@ def run(args: argparse.Namespace) -> int:
         if outcome.sentence:
             print(outcome.sentence)
     if args.out and fmt:
-        write_output(args.out, fmt, outcome.explained)
+        try:
+            write_output(args.out, fmt, outcome.explained, deidentify=not args.identified)
+        except OutputError as error:
+            raise CommandError(str(error)) from None
     return 0
 
 

@@ -1,5 +1,10 @@
 """What ``main.py explain`` writes for one explained image, each file written atomically.
 
+Formats: ``npz`` (the arrays of the command-line contract), ``png`` (the overlay), and through
+:mod:`viewer.dicom_export` and :mod:`viewer.key_image_report` the same files as File > Export:
+``pm`` (DICOM Parametric Map), ``sc`` (DICOM Secondary Capture) and ``html`` (key-image report),
+de-identified unless asked otherwise.
+
 An output is first written under a hidden temporary name in its own folder and then renamed, so
 a run that is stopped halfway never leaves a truncated file under the real name: a batch that is
 started again can trust every result file it finds.
@@ -7,11 +12,13 @@ started again can trust every result file it finds.
 
 from __future__ import annotations
 
+import importlib
 import os
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,22 +29,46 @@ from explain.preprocessing import to_image_grid
 from viewer.dicom_image import FrameImage
 from viewer.heat_colours import blend, heat_levels
 
+if TYPE_CHECKING:
+    from viewer.dicom_export import ExportedExplanation
+
 
 @dataclass(frozen=True)
 class Explained:
-    """A finished explanation of one image: everything an output needs."""
+    """A finished explanation of one image: everything an output needs.
+
+    ``trust`` holds the trust figures (empty when they were skipped) and ``verdict`` their
+    sentence; ``method`` is the method's command-line name.
+    """
 
     image: FrameImage
     model_input: torch.Tensor
     final: Update
     target: int
+    method: str
+    model_name: str
+    label: str
+    trust: Mapping[str, float] = field(default_factory=dict)
+    verdict: str = ""
 
     def heatmap(self) -> np.ndarray:
         """The map on the image's own pixel grid."""
         return to_image_grid(self.final.heatmap, self.image.stored.shape[:2])
 
+    def for_export(self) -> ExportedExplanation:
+        """The explanation as the DICOM and report writers take it, as the viewer's export makes it."""
+        from explain.methods import METHODS
+        from viewer.dicom_export import explanation_to_export
+        from viewer.trust_text import SCALE_UNITS
 
-def write_npz(path: Path, result: Explained) -> None:
+        figures = {key: value for key, value in self.final.figures.items() if key != "score"}
+        return explanation_to_export(self.image, self.final.heatmap, method=METHODS[self.method].title,
+                                     model_name=self.model_name, target=self.label,
+                                     score=self.final.figures["score"], units=SCALE_UNITS.get(self.method, ""),
+                                     figures={**figures, **self.trust}, verdict=self.verdict)
+
+
+def write_npz(path: Path, result: Explained, _deidentify: bool) -> None:
     """The arrays of the command-line contract (see DESIGN.md, "Command line")."""
     with open(path, "wb") as file:
         np.savez_compressed(file, attribution=result.final.attribution.astype(np.float32),
@@ -45,17 +76,40 @@ def write_npz(path: Path, result: Explained) -> None:
                             target=np.int64(result.target), score=np.float64(result.final.figures["score"]))
 
 
-def write_png(path: Path, result: Explained) -> None:
+def write_png(path: Path, result: Explained, _deidentify: bool) -> None:
     """The overlay as the viewer draws it, on the image at its default window."""
     heatmap = result.heatmap()
     grey = result.image.render(result.image.default_voi(), result.image.inverted_by_default)
     Image.fromarray(blend(grey, heatmap, heat_levels(heatmap))).save(path, format="PNG")
 
 
+class OutputError(Exception):
+    """An output that could not be written; the text is one line."""
+
+
+def exporter(module: str, writer: str) -> Callable[[Path, Explained, bool], None]:
+    """A format written by one of the viewer's Qt-free exporters, imported only when it is used.
+
+    The DICOM exporters load highdicom, which an ``npz`` run has no need to wait for.
+    """
+    def write(path: Path, result: Explained, deidentify: bool) -> None:
+        from viewer.dicom_export import ExportError
+
+        try:
+            getattr(importlib.import_module(module), writer)(result.for_export(), path, deidentify=deidentify)
+        except ExportError as error:
+            raise OutputError(str(error)) from None
+
+    return write
+
+
 #: Each output format: the ending of its file name and the function that writes it.
-FORMATS: dict[str, tuple[str, Callable[[Path, Explained], None]]] = {
+FORMATS: dict[str, tuple[str, Callable[[Path, Explained, bool], None]]] = {
     "npz": (".npz", write_npz),
     "png": (".png", write_png),
+    "pm": (".pm.dcm", exporter("viewer.dicom_export", "write_parametric_map")),
+    "sc": (".sc.dcm", exporter("viewer.dicom_export", "write_secondary_capture")),
+    "html": (".html", exporter("viewer.key_image_report", "write_report")),
 }
 
 
@@ -83,6 +137,9 @@ def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def write_output(path: Path, fmt: str, result: Explained) -> None:
-    """Write one output file of the given format, atomically."""
-    replace_atomically(path, lambda temporary: FORMATS[fmt][1](temporary, result))
+def write_output(path: Path, fmt: str, result: Explained, deidentify: bool = True) -> None:
+    """Write one output file of the given format, atomically; DICOM and reports de-identified by default.
+
+    OutputError with one line when an exporter refuses (a source with burned-in annotation).
+    """
+    replace_atomically(path, lambda temporary: FORMATS[fmt][1](temporary, result, deidentify))

@@ -175,3 +175,26 @@ def test_an_interrupted_write_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
     replace_atomically(target, lambda path: path.write_bytes(b"whole"))
     assert target.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [target]
+
+
+def test_dicom_exports_and_report_per_image_deidentified_unless_asked(study, tmp_path):
+    model, _inputs, good, _broken = study
+    out = tmp_path / "exports"
+    result = explain(str(good[0]), "--model", str(model), *OCCLUSION, "--no-trust", "--format", "pm,sc,html",
+                     "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    uid = uid_of(good[0])
+    pm, sc = dcmread(out / f"{uid}.pm.dcm"), dcmread(out / f"{uid}.sc.dcm")
+    assert pm.SOPClassUID == "1.2.840.10008.5.1.4.1.1.30" and pm.Rows == 120 and pm.Columns == 200
+    assert "Secondary Capture" in sc.SOPClassUID.name and sc.SamplesPerPixel == 3
+    assert str(pm.PatientName) != "Synthetic^Test" and str(sc.PatientName) != "Synthetic^Test"
+    report = (out / f"{uid}.html").read_text()
+    assert "Occlusion" in report and "Synthetic" not in report
+
+    identified = explain(str(good[0]), "--model", str(model), *OCCLUSION, "--no-trust", "--format", "pm",
+                         "--identified", "--out", str(out))
+    assert identified.returncode == 2 and "other settings (identified)" in identified.stderr
+    single = tmp_path / "one.sc.dcm"
+    assert explain(str(good[0]), "--model", str(model), *OCCLUSION, "--no-trust", "--identified",
+                   "--out", str(single)).returncode == 0
+    assert str(dcmread(single).PatientName) == "Synthetic^Test"
