@@ -1,0 +1,85 @@
+"""The one-folder app that ``scripts/build_app`` builds, run from its folder as a user would.
+
+Skipped when ``dist/Lightbox/`` has not been built: building takes minutes, so the everyday test
+run leaves it to ``scripts/build_app``, which builds and then runs this file. The app runs from a
+scratch folder, with no Python of ours on its paths and without the network, on the demo it
+carries inside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "dist" / "Lightbox" / "Lightbox"
+#: pydicom's own files in the compressed syntaxes whose decoders are native libraries in the app.
+COMPRESSED = ("JPGExtended.dcm", "JPEG2000.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_RLE.dcm")
+
+pytestmark = pytest.mark.skipif(not APP.exists(), reason="dist/Lightbox not built; run scripts/build_app")
+
+
+def run_app(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """The app with a bare environment: no virtual environment, no Python paths, Qt offscreen."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("PYTHON", "VIRTUAL_ENV", "QT_", "LD_"))}
+    env.update(QT_QPA_PLATFORM="offscreen", HOME=str(cwd))
+    return subprocess.run([str(APP), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def heat_pixels(picture: np.ndarray) -> np.ndarray:
+    """Where the picture is strongly coloured: the heat overlay's colours, not grey anatomy."""
+    channels = picture[..., :3].astype(int)
+    return channels.max(axis=2) - channels.min(axis=2) > 30
+
+
+def anatomy_pixels(picture: np.ndarray) -> np.ndarray:
+    """Where the picture is grey and neither black nor white: the radiograph itself."""
+    channels = picture[..., :3].astype(int)
+    return (channels.max(axis=2) - channels.min(axis=2) < 8) & (channels.mean(axis=2) > 40) & (channels.mean(axis=2) < 235)
+
+
+def test_demo_screenshot_shows_the_radiograph_with_heat_over_it(tmp_path):
+    plain, explained = tmp_path / "plain.png", tmp_path / "explained.png"
+    result = run_app("--screenshot", str(plain), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    result = run_app("--screenshot", str(explained), "--explain", "occlusion", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    before, after = np.asarray(Image.open(plain).convert("RGB")), np.asarray(Image.open(explained).convert("RGB"))
+    assert before.shape == after.shape == (900, 1400, 3)
+    anatomy = anatomy_pixels(before)
+    assert anatomy.mean() > 0.2, "the demo radiograph fills much of the window"
+    heat_on_anatomy = anatomy & heat_pixels(after)
+    assert heat_on_anatomy.mean() > 0.02, "the explanation colours part of the radiograph"
+    assert (heat_pixels(before) & anatomy).sum() == 0, "before explaining, the radiograph is grey"
+
+
+def test_headless_commands_decode_compressed_files_as_the_source_does(tmp_path):
+    corpus = Path(pydicom.__file__).parent / "data" / "test_files"
+    paths = [str(corpus / name) for name in COMPRESSED]
+    built = run_app("info", "--json", *paths, cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    source = subprocess.run([sys.executable, str(ROOT / "main.py"), "info", "--json", *paths],
+                            capture_output=True, text=True, cwd=ROOT)
+    document = json.loads(built.stdout)
+    assert document["errors"] == [] and len(document["images"]) == len(COMPRESSED)
+    assert document == json.loads(source.stdout)
+
+
+def test_headless_explain_with_trust_and_sanity_check(tmp_path):
+    result = run_app("explain", "--method", "ig", "--steps", "8", "--sanity", "--json", "--out", str(tmp_path / "maps"),
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.splitlines()[-1])
+    assert record["status"] == "done" and record["target"] == "effusion" and record["score"] > 0.5
+    assert {"deletion_auc", "aopc", "randomized_rank_correlation"} <= record.keys()
+    saved = np.load(tmp_path / "maps" / f"{record['name']}.npz")
+    assert saved["heatmap"].shape == (1024, 880) and np.isfinite(saved["heatmap"]).all()
