@@ -98,7 +98,9 @@ def map_difference(approximate: np.ndarray, exact: np.ndarray) -> str:
 
 
 def same_map(a: np.ndarray, b: np.ndarray) -> str:
-    return f"largest difference {np.abs(a - b).max() / (np.abs(b).max() or 1.0):.1e} of the map's peak"
+    """How far apart two maps of the same thing are, in their own units and against the peak."""
+    largest = float(np.abs(a - b).max())
+    return f"largest difference {largest:.1e}, {largest / (np.abs(b).max() or 1.0):.1e} of the map's peak"
 
 
 # --- whole processes -----------------------------------------------------------------------------
