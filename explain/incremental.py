@@ -18,7 +18,6 @@ running the whole model on each copy, to floating-point rounding.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -190,7 +189,7 @@ POINTWISE = {
     aten.relu.default, aten.relu_.default, aten.hardtanh.default, aten.hardtanh_.default, aten.silu.default,
     aten.silu_.default, aten.gelu.default, aten.sigmoid.default, aten.tanh.default, aten.leaky_relu.default,
     aten.elu.default, aten.hardswish.default, aten.hardsigmoid.default, aten.clamp.default,
-    aten.dropout.default, aten.clone.default, aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor,
+    aten.clone.default, aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor,
     aten.div.Tensor, aten.add_.Tensor, aten.mul_.Tensor,
 }
 

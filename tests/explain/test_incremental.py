@@ -12,7 +12,7 @@ from skimage.metrics import structural_similarity
 
 from explain.incremental import IncrementalModel, Patch, occluded_copies
 from explain.model_file import load_model
-from explain.occlusion import OcclusionParams, WindowGrid, occlusion, occlusion_baseline
+from explain.occlusion import OcclusionParams, WindowGrid, occlusion
 from tests.explain.test_occlusion import captum_occlusion
 from tests.model_factory import RegionDetector, SmallCnn, TinyDenseNet, TinyResNet, card_for, export_model
 
