@@ -118,8 +118,9 @@ def format_of(path: Path) -> str:
     for name, (ending, _writer) in FORMATS.items():
         if path.name.lower().endswith(ending):
             return name
-    endings = " or ".join(ending for ending, _writer in FORMATS.values())
-    raise ValueError(f"--out must end in {endings}, not {path.suffix or 'nothing'}")
+    endings = ", ".join(ending for ending, _writer in FORMATS.values())
+    raise ValueError(f"--out must end in one of {endings}, or name a folder (an existing one, or a name "
+                     f"without an ending), not {path.name}")
 
 
 def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
