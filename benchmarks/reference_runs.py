@@ -48,8 +48,8 @@ def captum_occlusion(module: torch.nn.Module, x: torch.Tensor, batch: int) -> np
 def monai_occlusion(module: torch.nn.Module, x: torch.Tensor, batch: int) -> np.ndarray:
     """MONAI's ``OcclusionSensitivity``: a 16-pixel mask, half overlap (stride 8), zero fill.
 
-    MONAI maps the probability with each window hidden, averaged per pixel; one minus it,
-    less the unhidden probability, is the drop that Captum and Lightbox map.
+    MONAI maps, per label, the probability with each window hidden, averaged per pixel; the
+    unhidden probability less it is the drop that Captum and Lightbox map.
     """
     from monai.visualize import OcclusionSensitivity
 
@@ -64,7 +64,7 @@ def monai_occlusion(module: torch.nn.Module, x: torch.Tensor, batch: int) -> np.
     with torch.no_grad():
         probability_map, _ = occlusion(x[None])
         original = torch.softmax(module(x[None]), dim=1)[0, TARGET]
-    return (original - probability_map[0, 0, ..., TARGET]).numpy()[None]
+    return (original - probability_map[0, TARGET]).numpy()[None]
 
 
 RUNS = {"captum-occlusion": captum_occlusion, "monai-occlusion": monai_occlusion}

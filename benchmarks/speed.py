@@ -123,13 +123,38 @@ def reference_process(run: str, model: Path, out: Path, batch: int) -> tuple[flo
     return seconds, {"final": float(done.stdout.strip().rsplit("=", 1)[1])}
 
 
+def as_users_load_it(model: LoadedModel) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The probabilities of the model loaded as a Captum or lime user would: no checks, weights
+    not frozen (Lightbox freezes them, which spares backward passes the weight gradients)."""
+    module = torch.export.load(str(model.path)).module().to(model.device)
+    return lambda inputs: torch.softmax(module(inputs), dim=1)
+
+
+def gradient_floor(model: LoadedModel, x: torch.Tensor, count: int, batch: int) -> Callable[[], None]:
+    """``count`` forward and backward passes for the input's gradient: integrated gradients' floor."""
+    copies = x[None].repeat(batch, 1, 1, 1)
+
+    def run() -> None:
+        for start in range(0, count, batch):
+            inputs = copies[: min(batch, count - start)].clone().requires_grad_(True)
+            torch.autograd.grad(model.probabilities(inputs)[:, TARGET].sum(), inputs)
+    return run
+
+
+def floor_note(times: dict[str, float], floor: str, ours: str) -> str:
+    return f"(above the floor: {times[ours] / times[floor] - 1:+.1%})"
+
+
 def tuned_captum_batch(model: LoadedModel, x: torch.Tensor) -> int:
-    """Captum's fastest ``perturbations_per_eval`` here, from 64 windows' worth at each size."""
+    """Captum's fastest ``perturbations_per_eval`` here, from 64 windows' worth at each size,
+    measured on the model as Captum's users load it."""
+    probabilities = as_users_load_it(model)
+
     def rate(batch: int) -> float:
         copies = x[None].repeat(batch, 1, 1, 1)
         with torch.no_grad():
-            model.module(copies)
-            seconds, _ = timed(lambda: [model.module(copies) for _ in range(max(64 // batch, 1))])
+            probabilities(copies)
+            seconds, _ = timed(lambda: [probabilities(copies) for _ in range(max(64 // batch, 1))])
         return max(64 // batch, 1) * batch / seconds
     return max(CAPTUM_BATCHES, key=rate)
 
@@ -168,28 +193,6 @@ def forward_floor(model: LoadedModel, x: torch.Tensor, count: int, batch: int) -
             for start in range(0, count, batch):
                 model.module(copies[: min(batch, count - start)])
     return run
-
-
-def as_users_load_it(model: LoadedModel) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The probabilities of the model loaded as a Captum or lime user would: no checks, weights
-    not frozen (Lightbox freezes them, which spares backward passes the weight gradients)."""
-    module = torch.export.load(str(model.path)).module().to(model.device)
-    return lambda inputs: torch.softmax(module(inputs), dim=1)
-
-
-def gradient_floor(model: LoadedModel, x: torch.Tensor, count: int, batch: int) -> Callable[[], None]:
-    """``count`` forward and backward passes for the input's gradient: integrated gradients' floor."""
-    copies = x[None].repeat(batch, 1, 1, 1)
-
-    def run() -> None:
-        for start in range(0, count, batch):
-            inputs = copies[: min(batch, count - start)].clone().requires_grad_(True)
-            torch.autograd.grad(model.probabilities(inputs)[:, TARGET].sum(), inputs)
-    return run
-
-
-def floor_note(times: dict[str, float], floor: str, ours: str) -> str:
-    return f"(above the floor: {times[ours] / times[floor] - 1:+.1%})"
 
 
 def occlusion_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int) -> None:

@@ -68,6 +68,8 @@ def wait_for_explanation(app: QApplication, ui: ExplanationUi, method: str) -> b
     ui.controller.failed.connect(lambda _message: finished.append(None))
     ui.panel.method.setCurrentIndex(ui.panel.method.findData(method))
     ui.explain()
+    if not ui.controller.busy:  # nothing started: no model, no image, or bad parameters
+        return False
     while not finished:
         app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 50)
     app.processEvents()

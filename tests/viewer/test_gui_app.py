@@ -27,6 +27,14 @@ def test_screenshot_without_paths_shows_the_demo_study(tmp_path, qt_settings):
     assert QImage(str(out)).width() == SCREENSHOT_SIZE[0]
 
 
+def test_screenshot_with_an_unusable_model_says_so_and_exits(tmp_path, qt_settings, capsys):
+    broken = tmp_path / "broken.pt2"
+    broken.write_bytes(b"not an archive")
+    out = tmp_path / "shot.png"
+    assert run_gui([], screenshot=str(out), explain="occlusion", model=broken) == 1
+    assert "did not finish" in capsys.readouterr().err and out.exists()
+
+
 def test_qt_binding_keeps_its_references_to_none(qapp):
     """PySide6 6.12.0 on Python 3.11 drops a reference to None on every call of a void method,
     so the viewer aborts ("deallocating None") after a few thousand calls: a few seconds of
