@@ -20,8 +20,8 @@ Parts:
   floor), with it (exact), in fast mode (half precision) and with adaptive drill-down, and how far
   the approximate maps are from the exact one (SSIM, largest difference).
 - ``ig``: integrated gradients, 50 Gauss-Legendre steps from a zero baseline, against Captum's.
-- ``lime``: LIME with the same superpixels and sample count against Captum's ``Lime`` and the
-  ``lime`` package's ``LimeImageExplainer``.
+- ``lime``: LIME with the same superpixels (each tool computes them in its timed run) and sample
+  count against Captum's ``Lime`` and the ``lime`` package's ``LimeImageExplainer``.
 """
 
 from __future__ import annotations
@@ -267,14 +267,15 @@ def lime_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int, samp
         with contextlib.redirect_stderr(io.StringIO()):  # its progress bar
             return LimeImageExplainer(random_state=0).explain_instance(
                 np.repeat(image[..., None], 3, axis=2), classify, labels=(TARGET,), top_labels=None, hide_color=0.0,
-                num_samples=samples, batch_size=batch_size, segmentation_fn=lambda _: labels, random_seed=0)
+                num_samples=samples, batch_size=batch_size, segmentation_fn=lambda _: superpixels(x, params),
+                random_seed=0)
 
     floor = f"bare forward passes ({samples}, batches of {batch})"
     runs = {
         floor: forward_floor(model, x, samples, batch),
         "Lightbox LIME": lambda: final(lime(model, x, TARGET, params)),
         f"Captum Lime (perturbations_per_eval={batch})": lambda: captum.attribute(
-            x[None], target=TARGET, n_samples=samples, feature_mask=torch.as_tensor(labels)[None, None],
+            x[None], target=TARGET, n_samples=samples, feature_mask=torch.as_tensor(superpixels(x, params))[None, None],
             baselines=lime_baseline(x, params)[None], perturbations_per_eval=batch),
         f"lime package LimeImageExplainer (batch_size={batch})": lambda: lime_package(batch),
         "lime package, its default batch_size=10": lambda: lime_package(10),

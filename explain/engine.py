@@ -69,15 +69,21 @@ class BatchScorer:
     """Scores perturbed inputs in batches on the model's device, tuning the batch size as it goes.
 
     The batch size starts at one, so the first partial map comes after a single forward pass,
-    and doubles while the throughput grows by more than a tenth (allowing one miss, as timings
-    on a busy machine are noisy). Every trial batch is real work that counts toward the result;
-    none is spent on measuring alone. Out-of-memory halves it.
+    and doubles until a size is clearly slower per input than the best so far (by a tenth, seen
+    twice, as timings on a busy machine are noisy); it then settles on the best. Stopping only
+    on a clear loss matters: a large CNN on a CPU gains little from each doubling, so a rule that
+    waited for gains would stop at one or two, where Python's overhead per layer dominates, and
+    too large a batch is slow again once its activations no longer fit the caches. Every trial
+    batch is real work that counts toward the result; none is spent on measuring alone.
+    Out-of-memory halves it.
     """
 
     def __init__(
-        self, model: LoadedModel, target: int, cancel: CancelToken | None = None, batch_size: int | None = None
+        self, model: LoadedModel, target: int, cancel: CancelToken | None = None, batch_size: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.model = model
+        self.clock = clock
         self.target = target
         self.cancel = cancel or CancelToken()
         self.fixed = batch_size is not None
@@ -85,6 +91,10 @@ class BatchScorer:
         self.max_batch = 1 if not model.batched else (batch_size or (GPU_MAX_BATCH if gpu else CPU_MAX_BATCH))
         self.size = 1 if not model.batched else (batch_size or 1)
         self.evaluations = 0
+        # What the growth has learned, kept across runs: a method that scores in stages (the
+        # coarse grid, then the rest) goes on from there rather than growing again from scratch.
+        self.growing = not self.fixed and model.batched
+        self.best_rate, self.best_size, self.misses = 0.0, self.size, 0
 
     def target_scores(self, batch: Any, forward: Callable[[Any], torch.Tensor] | None = None) -> np.ndarray:
         """The target probability of each input, as float64 on the host (one synchronisation)."""
@@ -110,37 +120,40 @@ class BatchScorer:
         Stops quietly when the cancel token is set, at the latest one batch after it was.
         """
         evaluate = evaluate or self.target_scores
-        start, growing = 0, not self.fixed
-        best_rate, best_size, misses = 0.0, self.size, 0
+        start = 0
         while start < count:
             if self.cancel.cancelled:
                 return
             stop = min(start + self.size, count)
-            began = time.perf_counter()
+            began = self.clock()
             try:
                 results = evaluate(make_batch(start, stop))
             except RuntimeError as error:
                 if not is_out_of_memory(error) or self.size == 1:
                     raise
-                self.size, self.max_batch, growing = self.size // 2, self.size // 2, False
+                self.size, self.max_batch, self.growing = self.size // 2, self.size // 2, False
                 if self.model.device.type == "cuda":
                     torch.cuda.empty_cache()
                 continue
             self.evaluations += stop - start
-            rate = (stop - start) / max(time.perf_counter() - began, 1e-9)
+            rate = (stop - start) / max(self.clock() - began, 1e-9)
             yield start, results
-            if growing and stop - start == self.size:
-                # One slow batch on a busy machine must not stop the growth for good: only two
-                # sizes in a row without a tenth more throughput end it, at the best size seen.
-                if rate > best_rate * 1.1:
-                    best_rate, best_size, misses = rate, self.size, 0
-                else:
-                    misses += 1
-                if misses >= 2 or self.size >= self.max_batch:
-                    growing, self.size = False, best_size if misses else self.size
-                else:
-                    self.size = min(self.size * 2, self.max_batch)
+            if self.growing and stop - start == self.size:
+                self._learn(rate)
             start = stop
+
+    def _learn(self, rate: float) -> None:
+        """One full batch's throughput: grow, try the size again, or settle on the best."""
+        if rate > self.best_rate:
+            self.best_rate, self.best_size = rate, self.size
+        if rate < self.best_rate * 0.9:
+            self.misses += 1  # the same size once more before giving up on it
+            if self.misses >= 2:
+                self.growing, self.size = False, self.best_size
+        elif self.size >= self.max_batch:
+            self.growing = False
+        else:
+            self.misses, self.size = 0, min(self.size * 2, self.max_batch)
 
 
 def model_device_input(x: torch.Tensor, model: LoadedModel) -> torch.Tensor:

@@ -15,7 +15,6 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
 from explain.engine import CancelToken, Update
 from explain.model_file import LoadedModel
@@ -53,6 +52,8 @@ def rank_correlation(first: np.ndarray, second: np.ndarray) -> float:
     a, b = np.nan_to_num(first).ravel(), np.nan_to_num(second).ravel()
     if a.std() == 0 or b.std() == 0:
         return 0.0
+    from scipy.stats import spearmanr  # here, not at the top: scipy.stats costs a third of a second to import
+
     return float(spearmanr(a, b).statistic)
 
 
