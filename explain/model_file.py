@@ -115,12 +115,23 @@ class LoadedModel:
         return torch.sigmoid(logits)
 
 
-def _check_outputs(module: torch.nn.Module, card: ModelCard, device: torch.device) -> bool:
-    """Run the model on blank inputs: one label per output, and is the batch size free?
+def batch_is_free(program: torch.export.ExportedProgram) -> bool:
+    """Whether the program was exported with a dynamic batch dimension.
 
     Exported programs fix every dimension not declared dynamic; a model exported with a batch
-    of one is still usable, one image at a time.
+    of one is still usable, one image at a time. Read from the graph rather than tried, as a
+    first forward pass at a new batch size costs a large CNN a second of setting up kernels.
     """
+    inputs = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in inputs:
+            value = node.meta.get("val")
+            return isinstance(value, torch.Tensor) and value.dim() > 0 and isinstance(value.shape[0], torch.SymInt)
+    return False
+
+
+def _check_outputs(module: torch.nn.Module, card: ModelCard, device: torch.device) -> None:
+    """Run the model on a blank input: one label per output, as the card says."""
     spec = card.input
     shape = (spec.channels, spec.height, spec.width)
     try:
@@ -132,12 +143,6 @@ def _check_outputs(module: torch.nn.Module, card: ModelCard, device: torch.devic
     if not isinstance(single, torch.Tensor) or tuple(single.shape) != (1, len(card.labels)):
         got = tuple(single.shape) if isinstance(single, torch.Tensor) else type(single).__name__
         raise ModelLoadError(f"the model gives outputs of shape {got}; its card names {len(card.labels)} labels")
-    try:
-        with torch.inference_mode():
-            module(torch.zeros((2, *shape), device=device))
-    except Exception:  # noqa: BLE001 - a static batch of one is not an error
-        return False
-    return True
 
 
 def load_model(path: Path, device: torch.device, card: ModelCard | None = None) -> LoadedModel:
@@ -153,12 +158,12 @@ def load_model(path: Path, device: torch.device, card: ModelCard | None = None) 
     try:
         program = torch.export.load(str(path))
         module = program.module().to(device)
-        # Explanations differentiate with respect to the input only: frozen weights spare every
-        # backward pass the weight gradients, a third of its work.
+        # Explanations differentiate with respect to the input only: autograd need record
+        # nothing for the weights.
         module.requires_grad_(False)
         # Convolution weights channels-last: oneDNN's and cuDNN's fastest layout for images.
         module.to(memory_format=torch.channels_last)
     except Exception as error:  # noqa: BLE001 - a damaged archive may raise anything
         raise ModelLoadError(f"cannot load {path.name}: {str(error).strip().splitlines()[0][:160]}") from None
-    batched = _check_outputs(module, card, device)
-    return LoadedModel(card, module, device, batched, path)
+    _check_outputs(module, card, device)
+    return LoadedModel(card, module, device, batch_is_free(program), path)
