@@ -26,7 +26,7 @@ from scipy import ndimage
 
 from explain.baselines import baseline_image
 from explain.engine import BatchScorer, CancelToken, Update, model_device_input
-from explain.incremental import IncrementalModel, occluded_copies
+from explain.incremental import IncrementalModel, Patch, occluded_copies
 from explain.model_file import LoadedModel
 
 
@@ -165,14 +165,9 @@ def occlusion(
             forward = IncrementalModel(model.module, device_x)
     box = (min(params.window, height), min(params.window, width))
 
-    def make_batch(positions: np.ndarray) -> torch.Tensor:
-        if forward is not None:
-            return occluded_copies(device_x, hidden, [grid.bounds(p) for p in positions], box)
-        batch = device_x.repeat(len(positions), 1, 1, 1)
-        for k, flat in enumerate(positions):
-            rows, columns = grid.bounds(flat)
-            batch[k, :, rows, columns] = hidden[:, rows, columns]
-        return batch
+    def make_batch(positions: np.ndarray) -> Patch | torch.Tensor:
+        copies = occluded_copies(device_x, hidden, [grid.bounds(p) for p in positions], box)
+        return copies if forward is not None else copies.whole()
 
     total = coarse + int(np.ceil(params.drill_down * (len(order) - coarse)))
     done = 0
