@@ -32,6 +32,9 @@ aten = torch.ops.aten
 
 #: A box that covers more than this share of its map is cheaper to compute whole.
 WHOLE_SHARE = 0.7
+#: Copies per batch once every copy is whole, on a CPU (DenseNet-121 here: 44 ms a copy in
+#: batches of 8, 67 ms in batches of 32).
+WHOLE_CHUNK_ON_CPU = 8
 
 
 @dataclass(frozen=True, eq=False)
@@ -265,6 +268,9 @@ class IncrementalModel:
         self.input = inputs[0]
         self.varies = self._input_dependent()
         self.last_use = self._last_uses()
+        output = next(n for n in self.nodes if n.op == "output").args[0]
+        self.single_output = isinstance(output, Node) or (isinstance(output, (tuple, list)) and len(output) == 1)
+        self.chunk = WHOLE_CHUNK_ON_CPU if image.device.type == "cpu" else None
         self.base = self._run_whole(image[None])
 
     @classmethod
@@ -318,8 +324,13 @@ class IncrementalModel:
 
     def __call__(self, images: Patch) -> torch.Tensor:
         """The model's output for each copy of the image that ``images`` describes."""
-        env: dict[Node, Any] = {self.input: images}
-        for node in self.nodes:
+        return self._run(0, {self.input: images}, images.copies)
+
+    def _run(self, start: int, env: dict[Node, Any], copies: int) -> Any:
+        """The graph from node ``start`` on, with the values in ``env``."""
+        live_patches = sum(isinstance(value, Patch) for value in env.values())
+        for index in range(start, len(self.nodes)):
+            node = self.nodes[index]
             if node.op == "output":
                 outputs = self._whole(map_aggregate(node.args[0], lambda a: env[a] if isinstance(a, Node) else a))
                 return outputs[0] if isinstance(outputs, (tuple, list)) and len(outputs) == 1 else outputs
@@ -328,10 +339,31 @@ class IncrementalModel:
             if node not in self.varies:
                 env[node] = self.base[node]
                 continue
-            env[node] = self._step(node, env)
+            env[node] = value = self._step(node, env)
+            live_patches += isinstance(value, Patch)
             for done in self.last_use.get(node, ()):
-                del env[done]
+                live_patches -= isinstance(env.pop(done), Patch)
+            if live_patches == 0 and self.chunk and copies > self.chunk and self._splittable(env, copies):
+                return self._in_chunks(index + 1, env, copies)
         raise ValueError("the graph has no output")
+
+    def _splittable(self, env: dict[Node, Any], copies: int) -> bool:
+        return self.single_output and all(
+            isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == copies
+            for node, value in env.items() if node in self.varies)
+
+    def _in_chunks(self, start: int, env: dict[Node, Any], copies: int) -> torch.Tensor:
+        """The rest of the graph a few copies at a time, once every copy is whole.
+
+        The boxes pay for a large batch (Python's cost per operator is shared by more copies);
+        whole maps on a CPU run faster in small batches, whose activations stay in the caches.
+        """
+        outputs = []
+        for first in range(0, copies, self.chunk):
+            part = {node: value[first:first + self.chunk] if node in self.varies else value
+                    for node, value in env.items()}
+            outputs.append(self._run(start, part, min(self.chunk, copies - first)))
+        return torch.cat(outputs)
 
     def _step(self, node: Node, env: dict[Node, Any]) -> Any:
         """One operator on patches where it knows how, on whole copies otherwise."""
