@@ -42,6 +42,15 @@ class Update:
     figures: Mapping[str, float] = field(default_factory=dict)
 
 
+def same_for_every_channel(heatmap: np.ndarray, channels: int, progress: float, final: bool, evaluations: int,
+                           figures: Mapping[str, float]) -> Update:
+    """An update of a method that attributes one value per pixel, shared by all its channels
+    (occlusion's windows and LIME's superpixels span every channel), as Captum reports it."""
+    return Update(heatmap=heatmap, progress=progress, final=final, evaluations=evaluations,
+                  attribution=np.broadcast_to(heatmap, (channels, *heatmap.shape)).copy() if final else None,
+                  figures=figures)
+
+
 class CancelToken:
     """A thread-safe flag the GUI sets and the method checks once per batch.
 

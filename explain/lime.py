@@ -23,7 +23,7 @@ import torch
 from skimage import segmentation
 
 from explain.baselines import baseline_image, parse_baseline
-from explain.engine import BatchScorer, CancelToken, Update, model_device_input
+from explain.engine import BatchScorer, CancelToken, Update, model_device_input, same_for_every_channel
 from explain.model_file import LoadedModel
 
 #: SLIC's balance of intensity against distance for a grey image in [0, 1]: superpixels of
@@ -236,12 +236,5 @@ def lime(
         if final or (done >= first_fit and done >= fitted * REFIT_GROWTH):
             surrogate = fit_surrogate(masks[:done], scores[:done], weights[:done])
             fitted, coefficients, figures = done, surrogate.coefficients, {"r2": surrogate.r2}
-        heatmap = coefficients[labels].astype(np.float32)
-        yield Update(
-            heatmap=heatmap,
-            progress=done / total,
-            final=final,
-            evaluations=scorer.evaluations,
-            attribution=np.broadcast_to(heatmap, (channels, height, width)).copy() if final else None,
-            figures={"score": float(scores[0]), **figures},
-        )
+        yield same_for_every_channel(coefficients[labels].astype(np.float32), channels, done / total, final,
+                                     scorer.evaluations, {"score": float(scores[0]), **figures})

@@ -25,7 +25,7 @@ import torch
 from scipy import ndimage
 
 from explain.baselines import baseline_image
-from explain.engine import BatchScorer, CancelToken, Update, model_device_input
+from explain.engine import BatchScorer, CancelToken, Update, model_device_input, same_for_every_channel
 from explain.incremental import IncrementalModel, Patch, occluded_copies
 from explain.model_file import LoadedModel
 
@@ -179,12 +179,5 @@ def occlusion(
             drops.ravel()[positions[start:start + len(scores)]] = original - scores
             done += len(scores)
             final = done == total
-            heatmap = grid.estimate(drops).astype(np.float32)
-            yield Update(
-                heatmap=heatmap,
-                progress=done / total,
-                final=final,
-                evaluations=scorer.evaluations,
-                attribution=np.broadcast_to(heatmap, (channels, height, width)).copy() if final else None,
-                figures={"score": original},
-            )
+            yield same_for_every_channel(grid.estimate(drops).astype(np.float32), channels, done / total, final,
+                                         scorer.evaluations, {"score": original})
