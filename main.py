@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from explain.heap import keep_freed_memory
+
 
 def gui_command(argv: Sequence[str]) -> int:
     """Open the viewer on the given paths, or on the demo study."""
@@ -36,6 +38,7 @@ COMMANDS = {"info": "cli.info_command", "explain": "cli.explain_command"}
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch to a subcommand, or to the GUI when the first word is not one."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()
     if argv and argv[0] in COMMANDS:
         module = importlib.import_module(COMMANDS[argv[0]])
         return getattr(module, f"{argv[0]}_command")(argv[1:])

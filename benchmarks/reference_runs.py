@@ -1,10 +1,13 @@
 """What an ML engineer would run instead of Lightbox, each as a whole process, for ``speed.py``.
 
     python benchmarks/reference_runs.py {captum-occlusion,monai-occlusion} MODEL.pt2 OUT.npz [--batch N]
+        [--keep-freed-memory]
 
 The model is loaded as its user would load it (``torch.export.load(...).module()``) and the input
 is the demo study preprocessed exactly as Lightbox does it, so both sides explain the same tensor.
 Prints the seconds from the model being loaded to the map being done, as ``elapsed=S``.
+``--keep-freed-memory`` gives the run Lightbox's allocator settings (``explain/heap.py``), to
+show how much of a difference is the allocator and how much the method.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from explain.heap import keep_freed_memory  # noqa: E402
 from explain.model_card import ModelCard  # noqa: E402
 from explain.model_file import card_path  # noqa: E402
 from viewer.bundled import DEMO_STUDY  # noqa: E402
@@ -76,7 +80,10 @@ def main() -> None:
     parser.add_argument("model", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--batch", type=int, default=32, help="occluded copies per forward pass")
+    parser.add_argument("--keep-freed-memory", action="store_true", help="Lightbox's allocator settings")
     args = parser.parse_args()
+    if args.keep_freed_memory:
+        keep_freed_memory()
     card = ModelCard.read(card_path(args.model))
     x = demo_input(card)
     module = torch.export.load(str(args.model)).module()

@@ -13,8 +13,14 @@ Parts:
 - ``process``: occlusion at window 16, stride 8 (729 windows), each tool as a whole process from
   the command line, imports and model loading included: ``main.py explain`` against Captum's
   ``Occlusion`` (``perturbations_per_eval`` chosen by a sweep) and MONAI's
-  ``OcclusionSensitivity``. Also Lightbox's first partial map against its final one, both
-  counted from the model being loaded, from its ``--json`` lines.
+  ``OcclusionSensitivity``, run as their users run them; then Captum once more with Lightbox's
+  allocator settings (``explain/heap.py``), to tell the allocator's share from the method's.
+  Also Lightbox's first partial map against its final one, both counted from the model being
+  loaded, from its ``--json`` lines.
+
+The parts below run in one process, which gives every tool Lightbox's allocator settings, so
+they compare the methods only:
+
 - ``occlusion``: in one process, the bare cost of the same number of batched forward passes (the
   floor for an unchanged model), Lightbox without incremental inference (its overhead above the
   floor), with it (exact), in fast mode (half precision) and with adaptive drill-down, and how far
@@ -41,12 +47,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import torch
-from skimage.metrics import structural_similarity
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from explain.heap import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()  # as main.py does, before torch starts threads; Captum runs in this process get it too
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from skimage.metrics import structural_similarity  # noqa: E402
 
 from benchmarks.densenet import export_densenet  # noqa: E402
 from benchmarks.reference_runs import STRIDE, TARGET, WINDOW, demo_input  # noqa: E402
@@ -116,9 +126,9 @@ def lightbox_process(model: Path, out: Path) -> tuple[float, dict]:
     return seconds, {"first": lines[0]["elapsed"], "final": lines[-1]["elapsed"]}
 
 
-def reference_process(run: str, model: Path, out: Path, batch: int) -> tuple[float, dict]:
+def reference_process(run: str, model: Path, out: Path, batch: int, keep: bool = False) -> tuple[float, dict]:
     command = [sys.executable, str(ROOT / "benchmarks" / "reference_runs.py"), run, str(model), str(out),
-               "--batch", str(batch)]
+               "--batch", str(batch)] + (["--keep-freed-memory"] if keep else [])
     seconds, done = timed(lambda: subprocess.run(command, check=True, capture_output=True, text=True))
     return seconds, {"final": float(done.stdout.strip().rsplit("=", 1)[1])}
 
@@ -168,6 +178,8 @@ def process_part(name: str, path: Path, model: LoadedModel, x: torch.Tensor, rep
             lambda: reference_process("captum-occlusion", path, outputs["captum"], batch),
         f"MONAI OcclusionSensitivity (n_batch={batch})":
             lambda: reference_process("monai-occlusion", path, outputs["monai"], batch),
+        "Captum Occlusion, given Lightbox's allocator settings":
+            lambda: reference_process("captum-occlusion", path, outputs["captum"], batch, keep=True),
     }
     times, results = alternate(runs, repeats)
     ours = np.load(outputs["lightbox"])["attribution"]

@@ -22,6 +22,11 @@ from explain.model_file import LoadedModel
 CPU_MAX_BATCH = 64
 #: Largest batch tried on a GPU; out-of-memory halves it.
 GPU_MAX_BATCH = 512
+#: A larger batch is tried only while this many batches of it remain. Each new size costs a
+#: one-off set-up (oneDNN builds kernels per shape: about 0.8 s for DenseNet-121's forward and
+#: backward passes at 16 on a 2-core CPU), which a short run such as integrated gradients'
+#: 50 steps would not earn back.
+TRIAL_PAYBACK = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,7 +84,8 @@ class BatchScorer:
 
     The batch size starts at one, so the first partial map comes after a single forward pass,
     and doubles until a size is clearly slower per input than the best so far (by a tenth, seen
-    twice, as timings on a busy machine are noisy); it then settles on the best. Stopping only
+    twice, as timings on a busy machine are noisy); it then settles on the best. It grows only
+    while enough work remains to repay a new size's set-up (:data:`TRIAL_PAYBACK`). Stopping only
     on a clear loss matters: a large CNN on a CPU gains little from each doubling, so a rule that
     waited for gains would stop at one or two, where Python's overhead per layer dominates, and
     too large a batch is slow again once its activations no longer fit the caches. Every trial
@@ -148,11 +154,15 @@ class BatchScorer:
             rate = (stop - start) / max(self.clock() - began, 1e-9)
             yield start, results
             if self.growing and stop - start == self.size:
-                self._learn(rate)
+                self._learn(rate, count - stop)
             start = stop
 
-    def _learn(self, rate: float) -> None:
-        """One full batch's throughput: grow, try the size again, or settle on the best."""
+    def _learn(self, rate: float, remaining: int) -> None:
+        """One full batch's throughput: grow, try the size again, or settle on the best.
+
+        Where too little work remains for a larger size to pay back, the size stays; a later
+        stage of the same method, with more work, may grow it then.
+        """
         if rate > self.best_rate:
             self.best_rate, self.best_size = rate, self.size
         if rate < self.best_rate * 0.9:
@@ -161,7 +171,7 @@ class BatchScorer:
                 self.growing, self.size = False, self.best_size
         elif self.size >= self.max_batch:
             self.growing = False
-        else:
+        elif remaining >= TRIAL_PAYBACK * 2 * self.size:
             self.misses, self.size = 0, min(self.size * 2, self.max_batch)
 
 

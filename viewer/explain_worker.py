@@ -17,6 +17,7 @@ import torch
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from explain.engine import CancelToken
+from explain.heap import give_back_freed_memory
 
 #: How often the overlay may be redrawn while updates stream in; later updates replace earlier.
 REDRAW_INTERVAL_MS = 50
@@ -57,6 +58,7 @@ class ExplainWorker(QObject):
             text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             self.failed.emit(job.generation, f"The {job.kind} failed: {text[:200]}")
         finally:
+            give_back_freed_memory()
             self.stopped.emit(job.generation)
 
 

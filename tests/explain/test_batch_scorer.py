@@ -38,3 +38,9 @@ def test_growth_passes_flat_gains_and_settles_on_the_best_size():
 def test_one_slow_batch_does_not_end_the_growth():
     sizes = sizes_used(400, hiccup_at=3)
     assert sizes[:8] == [1, 2, 4, 8, 8, 16, 32, 32] and set(sizes[8:-1]) == {16}
+
+
+def test_a_short_run_tries_no_size_it_cannot_pay_back():
+    # 50 inputs (integrated gradients' steps): 16 would be a little faster on this curve, but
+    # only two batches of it would remain to repay its set-up.
+    assert sizes_used(50) == [1, 2, 4, 8, 8, 8, 8, 8, 3]
