@@ -12,6 +12,10 @@ nodes done so far, over the whole path: an estimate of the full integral at ever
 a truncated path, and exactly the rule once every node is in. With each update comes the
 completeness gap: the attributions' sum against ``f(input) - f(baseline)``, which the exact
 integral would close.
+
+Where the model starts with affine operators (a convolution, batch norm, input normalisation),
+the path is walked from the end of that stem and the gradients are summed there: the stem's
+backward pass then runs once per update rather than once per node (``explain/linear_stem.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 
 from explain.baselines import baseline_image, broad_blur_sigma
 from explain.engine import BatchScorer, CancelToken, Update, model_device_input
+from explain.linear_stem import split_linear_stem
 from explain.model_file import LoadedModel
 
 RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -85,6 +90,20 @@ def path_start(x: torch.Tensor, params: IntegratedGradientsParams) -> torch.Tens
     return baseline_image(x, params.baseline, blur_sigma=broad_blur_sigma(x))
 
 
+def stem_points(stem: torch.nn.Module, x: torch.Tensor, baseline: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stem's outputs for the input and the baseline: the ends of the path after the stem."""
+    with torch.no_grad():
+        return stem(x[None])[0], stem(baseline[None])[0]
+
+
+def carried_back(stem: torch.nn.Module, x: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """A gradient at the stem's output carried back to the input: one backward pass of the stem."""
+    with torch.enable_grad():
+        point = x[None].detach().requires_grad_(True)
+        (result,) = torch.autograd.grad(stem(point), point, gradient[None])
+    return result[0]
+
+
 def integrated_gradients(
     model: LoadedModel,
     x: torch.Tensor,
@@ -102,19 +121,24 @@ def integrated_gradients(
     scorer = BatchScorer(model, target, cancel, batch_size)
     ends = scorer.score(torch.stack([device_x, baseline]))
     score, baseline_score = float(ends[0]), float(ends[1])
+    # The path is walked after the model's affine stem, where it is still straight; gradients
+    # are summed there and carried back through the stem once per update.
+    split = split_linear_stem(model.module)
+    stem_end, stem_start = (stem_points(split.stem, device_x, baseline) if split else (device_x, baseline))
+    forward = split.rest if split else None
     # Weighted gradients, accumulated on the device; Captum multiplies in float32 too.
     alphas = torch.tensor(nodes[order], dtype=torch.float32, device=model.device)
     step_weights = torch.tensor(weights[order], dtype=torch.float32, device=model.device)
-    total = torch.zeros_like(device_x)
+    total = torch.zeros_like(stem_start)
     done_weight = 0.0
 
     def make_batch(start: int, stop: int) -> torch.Tensor:
-        return baseline + alphas[start:stop].view(-1, 1, 1, 1) * path
+        return stem_start + alphas[start:stop].view(-1, 1, 1, 1) * (stem_end - stem_start)
 
     def weighted_gradients(batch: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
             batch = batch.detach().requires_grad_(True)
-            outputs = model.probabilities(batch)[:, target]
+            outputs = model.probabilities(batch, forward)[:, target]
             (gradients,) = torch.autograd.grad(outputs.sum(), batch)
         return gradients
 
@@ -125,6 +149,8 @@ def integrated_gradients(
         final = stop == params.steps
         # The gradients seen so far stand for the whole path, in the proportion of the rule.
         estimate = total * (float(weights.sum()) / done_weight) if not final else total
+        if split:
+            estimate = carried_back(split.stem, device_x, estimate)
         attribution = (estimate * path).detach().to("cpu", torch.float32).numpy()
         gap = float(attribution.sum(dtype=np.float64)) - (score - baseline_score)
         yield Update(

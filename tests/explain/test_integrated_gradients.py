@@ -16,7 +16,8 @@ from explain.integrated_gradients import (
     quadrature,
 )
 from explain.model_file import load_model
-from tests.model_factory import SmallCnn, card_for, export_model
+from explain.linear_stem import split_linear_stem
+from tests.model_factory import SmallCnn, TinyDenseNet, TinyResNet, card_for, export_model
 
 CPU = torch.device("cpu")
 
@@ -47,6 +48,21 @@ def test_final_attribution_equals_captum(cnn, image, rule, baseline):
     assert np.abs(expected).max() > 1e-5
     assert ours.attribution.dtype == np.float32 and ours.attribution.shape == (1, 40, 56)
     np.testing.assert_allclose(ours.attribution, expected, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("architecture", [TinyDenseNet, TinyResNet])
+def test_gradients_summed_after_the_stem_equal_captum_through_it(tmp_path, image, architecture):
+    model = load_model(export_model(architecture(), card_for(40, 56), tmp_path), CPU)
+    assert split_linear_stem(model.module) is not None  # batch norm or a shift after the first convolution
+    params = IntegratedGradientsParams(steps=16, baseline="blur")
+    ours = list(integrated_gradients(model, image, 1, params, batch_size=3))
+    expected = IntegratedGradients(lambda batch: model.probabilities(batch)).attribute(
+        image[None], baselines=baseline_image(image, "blur", blur_sigma=56 / 16)[None], target=1, n_steps=16,
+    )[0].detach().numpy()
+    assert np.abs(expected).max() > 1e-5
+    np.testing.assert_allclose(ours[-1].attribution, expected, rtol=1e-5, atol=1e-9)
+    partial = ours[0].heatmap  # a partial update is carried back through the stem too
+    assert partial.shape == (40, 56) and np.corrcoef(partial.ravel(), expected[0].ravel())[0, 1] > 0.5
 
 
 def test_completeness_gap_shrinks_as_steps_grow(cnn, image):
