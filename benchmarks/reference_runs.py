@@ -2,10 +2,12 @@
 
     python benchmarks/reference_runs.py {captum-occlusion,monai-occlusion} MODEL.pt2 OUT.npz [--batch N]
         [--keep-freed-memory]
+    python benchmarks/reference_runs.py sweep MODEL.pt2 [--keep-freed-memory]
 
 The model is loaded as its user would load it (``torch.export.load(...).module()``) and the input
 is the demo study preprocessed exactly as Lightbox does it, so both sides explain the same tensor.
-Prints the seconds from the model being loaded to the map being done, as ``elapsed=S``.
+Prints the seconds from the model being loaded to the map being done, as ``elapsed=S``;
+``sweep`` prints the batch at which the model scores fastest in such a process, as ``batch=N``.
 ``--keep-freed-memory`` gives the run Lightbox's allocator settings (``explain/heap.py``), to
 show how much of a difference is the allocator and how much the method.
 """
@@ -32,10 +34,30 @@ from viewer.dicom_model_input import frame_model_input  # noqa: E402
 from viewer.dicom_series import open_paths  # noqa: E402
 
 WINDOW, STRIDE, TARGET = 16, 8, 1
+#: The batch sizes (Captum's ``perturbations_per_eval``, MONAI's ``n_batch``) a sweep tries.
+CANDIDATE_BATCHES = (8, 16, 32, 64)
 
 
 def demo_input(card: ModelCard) -> torch.Tensor:
     return frame_model_input(load_frame(open_paths([str(DEMO_STUDY)]).all_series()[0].frames[0]), card)
+
+
+def fastest_batch(module: torch.nn.Module, x: torch.Tensor) -> int:
+    """The candidate batch at which the model scores most copies of ``x`` per second here.
+
+    The answer depends on the process as much as the machine: with glibc's default allocator
+    large batches fault their activations in afresh, so it is measured where the run will be.
+    """
+    def rate(batch: int) -> float:
+        copies = x[None].repeat(batch, 1, 1, 1)
+        rounds = max(64 // batch, 1)
+        with torch.no_grad():
+            torch.softmax(module(copies), dim=1)
+            started = time.perf_counter()
+            for _ in range(rounds):
+                torch.softmax(module(copies), dim=1)
+        return rounds * batch / (time.perf_counter() - started)
+    return max(CANDIDATE_BATCHES, key=rate)
 
 
 def captum_occlusion(module: torch.nn.Module, x: torch.Tensor, batch: int) -> np.ndarray:
@@ -72,13 +94,14 @@ def monai_occlusion(module: torch.nn.Module, x: torch.Tensor, batch: int) -> np.
 
 
 RUNS = {"captum-occlusion": captum_occlusion, "monai-occlusion": monai_occlusion}
+SWEEP = "sweep"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", choices=sorted(RUNS))
+    parser.add_argument("run", choices=sorted([*RUNS, SWEEP]))
     parser.add_argument("model", type=Path)
-    parser.add_argument("out", type=Path)
+    parser.add_argument("out", type=Path, nargs="?", help="where the map goes (not for sweep)")
     parser.add_argument("--batch", type=int, default=32, help="occluded copies per forward pass")
     parser.add_argument("--keep-freed-memory", action="store_true", help="Lightbox's allocator settings")
     args = parser.parse_args()
@@ -87,6 +110,9 @@ def main() -> None:
     card = ModelCard.read(card_path(args.model))
     x = demo_input(card)
     module = torch.export.load(str(args.model)).module()
+    if args.run == SWEEP:
+        print(f"batch={fastest_batch(module, x)}")
+        return
     started = time.perf_counter()
     attribution = RUNS[args.run](module, x, args.batch)
     print(f"elapsed={time.perf_counter() - started:.4f}")

@@ -59,7 +59,7 @@ import torch  # noqa: E402
 from skimage.metrics import structural_similarity  # noqa: E402
 
 from benchmarks.densenet import export_densenet  # noqa: E402
-from benchmarks.reference_runs import STRIDE, TARGET, WINDOW, demo_input  # noqa: E402
+from benchmarks.reference_runs import STRIDE, TARGET, WINDOW, demo_input, fastest_batch  # noqa: E402
 from explain.integrated_gradients import IntegratedGradientsParams, integrated_gradients  # noqa: E402
 from explain.lime import LimeParams, lime, lime_baseline, superpixels  # noqa: E402
 from explain.model_file import LoadedModel, load_model  # noqa: E402
@@ -67,7 +67,6 @@ from explain.occlusion import OcclusionParams, occlusion  # noqa: E402
 from viewer.bundled import DEMO_MODEL, DEMO_STUDY  # noqa: E402
 
 PARTS = ("process", "occlusion", "ig", "lime")
-CAPTUM_BATCHES = (8, 16, 32, 64)
 
 
 def timed(run: Callable[[], object]) -> tuple[float, object]:
@@ -126,9 +125,14 @@ def lightbox_process(model: Path, out: Path) -> tuple[float, dict]:
     return seconds, {"first": lines[0]["elapsed"], "final": lines[-1]["elapsed"]}
 
 
+def reference_command(*arguments: str, keep: bool) -> list[str]:
+    """``reference_runs.py`` with these arguments; ``keep`` gives it Lightbox's allocator settings."""
+    return ([sys.executable, str(ROOT / "benchmarks" / "reference_runs.py"), *arguments]
+            + (["--keep-freed-memory"] if keep else []))
+
+
 def reference_process(run: str, model: Path, out: Path, batch: int, keep: bool = False) -> tuple[float, dict]:
-    command = [sys.executable, str(ROOT / "benchmarks" / "reference_runs.py"), run, str(model), str(out),
-               "--batch", str(batch)] + (["--keep-freed-memory"] if keep else [])
+    command = reference_command(run, str(model), str(out), "--batch", str(batch), keep=keep)
     seconds, done = timed(lambda: subprocess.run(command, check=True, capture_output=True, text=True))
     return seconds, {"final": float(done.stdout.strip().rsplit("=", 1)[1])}
 
@@ -156,21 +160,19 @@ def floor_note(times: dict[str, float], floor: str, ours: str) -> str:
 
 
 def tuned_captum_batch(model: LoadedModel, x: torch.Tensor) -> int:
-    """Captum's fastest ``perturbations_per_eval`` here, from 64 windows' worth at each size,
-    measured on the model as Captum's users load it."""
-    probabilities = as_users_load_it(model)
+    """Captum's fastest ``perturbations_per_eval`` in this process, on the model as its users load it."""
+    return fastest_batch(torch.export.load(str(model.path)).module().to(model.device), x)
 
-    def rate(batch: int) -> float:
-        copies = x[None].repeat(batch, 1, 1, 1)
-        with torch.no_grad():
-            probabilities(copies)
-            seconds, _ = timed(lambda: [probabilities(copies) for _ in range(max(64 // batch, 1))])
-        return max(64 // batch, 1) * batch / seconds
-    return max(CAPTUM_BATCHES, key=rate)
+
+def reference_sweep(model: Path, keep: bool = False) -> int:
+    """The fastest batch for a reference tool's own process, measured in such a process."""
+    done = subprocess.run(reference_command("sweep", str(model), keep=keep), check=True, capture_output=True,
+                          text=True)
+    return int(done.stdout.strip().rsplit("=", 1)[1])
 
 
 def process_part(name: str, path: Path, model: LoadedModel, x: torch.Tensor, repeats: int, folder: Path) -> None:
-    batch = tuned_captum_batch(model, x)
+    batch, kept_batch = reference_sweep(path), reference_sweep(path, keep=True)
     outputs = {tool: folder / f"{name}-{tool}.npz" for tool in ("lightbox", "captum", "monai")}
     runs = {
         "Lightbox (main.py explain)": lambda: lightbox_process(path, outputs["lightbox"]),
@@ -178,8 +180,8 @@ def process_part(name: str, path: Path, model: LoadedModel, x: torch.Tensor, rep
             lambda: reference_process("captum-occlusion", path, outputs["captum"], batch),
         f"MONAI OcclusionSensitivity (n_batch={batch})":
             lambda: reference_process("monai-occlusion", path, outputs["monai"], batch),
-        "Captum Occlusion, given Lightbox's allocator settings":
-            lambda: reference_process("captum-occlusion", path, outputs["captum"], batch, keep=True),
+        f"Captum Occlusion, given Lightbox's allocator settings (perturbations_per_eval={kept_batch})":
+            lambda: reference_process("captum-occlusion", path, outputs["captum"], kept_batch, keep=True),
     }
     times, results = alternate(runs, repeats)
     ours = np.load(outputs["lightbox"])["attribution"]
