@@ -23,6 +23,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from explain.heap import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()  # as main.py does, before Qt and torch start threads
+
 TICK_MS = 10
 
 

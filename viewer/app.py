@@ -66,7 +66,12 @@ def wait_for_explanation(app: QApplication, ui: ExplanationUi, method: str) -> b
     finished: list[object] = []
     ui.trust_finished.connect(finished.append)
     ui.controller.failed.connect(lambda _message: finished.append(None))
-    ui.panel.method.setCurrentIndex(ui.panel.method.findData(method))
+    index = ui.panel.method.findData(method)
+    if index < 0:
+        names = ", ".join(ui.panel.method.itemData(k) for k in range(ui.panel.method.count()))
+        ui.panel.status.setText(f"there is no method {method!r}; choose one of {names}")
+        return False
+    ui.panel.method.setCurrentIndex(index)
     ui.explain()
     if not ui.controller.busy:  # nothing started: no model, no image, or bad parameters
         return False

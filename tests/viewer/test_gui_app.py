@@ -35,6 +35,14 @@ def test_screenshot_with_an_unusable_model_says_so_and_exits(tmp_path, qt_settin
     assert "did not finish" in capsys.readouterr().err and out.exists()
 
 
+def test_screenshot_with_an_unknown_method_names_the_known_ones(tmp_path, qt_settings, capsys):
+    out = tmp_path / "shot.png"
+    assert run_gui([], screenshot=str(out), explain="integrated_gradients") == 1
+    error = capsys.readouterr().err
+    assert "no method 'integrated_gradients'" in error and "occlusion, ig, lime, perturbation" in error
+    assert "Traceback" not in error and out.exists()
+
+
 def test_qt_binding_keeps_its_references_to_none(qapp):
     """PySide6 6.12.0 on Python 3.11 drops a reference to None on every call of a void method,
     so the viewer aborts ("deallocating None") after a few thousand calls: a few seconds of
