@@ -200,9 +200,14 @@ class ExplanationUi(QObject):
             exact, explanation.model_input, explanation.target, final.heatmap, removed, cancel=cancel)))
 
     def run_sanity_check(self) -> None:
-        """Repeat the explanation on a randomized model; costs as much as the explanation."""
+        """Repeat the explanation on a randomized model; costs as much as the explanation.
+
+        The button is live only once the trust figures are in, so the one job that may still be
+        winding down then is theirs, already done: it is superseded, not waited for (waiting
+        made a quick click do nothing).
+        """
         explanation, final = self.current, self.final
-        if explanation is None or final is None or self.controller.busy:
+        if explanation is None or final is None:
             return
         self.trust.sanity_button.setEnabled(False)
         self.panel.set_running(True)
