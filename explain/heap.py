@@ -9,9 +9,12 @@ sizes at all, so the explanation thread of the GUI faulted the same way.
 
 The remedy is the allocator settings this module applies once, before torch starts threads:
 one arena for all threads, no mmap for large blocks and no trimming on free. Memory freed by
-one batch is then reused by the next. An idle viewer should not keep an explanation's peak, so
-:func:`give_back_freed_memory` returns free pages to the system when a job ends. Both are no-ops
-where the C library is not glibc (macOS, Windows), whose allocators behave differently.
+one batch is then reused by the next. The price is fragmentation: occlusion, integrated
+gradients and LIME on DenseNet-121 in one process peaked at 2.6 GiB instead of 2.0 GiB, for 5%
+less time (the engine's batch sizes already avoided the worst of the faults; large batches gain
+most). An idle viewer should not keep an explanation's peak, so :func:`give_back_freed_memory`
+returns free pages to the system when a job ends. Both are no-ops where the C library is not
+glibc (macOS, Windows), whose allocators behave differently.
 """
 
 from __future__ import annotations
