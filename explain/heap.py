@@ -20,7 +20,6 @@ glibc (macOS, Windows), whose allocators behave differently.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import platform
 from functools import cache
 
@@ -37,8 +36,7 @@ KEEP_BYTES = 2**31 - 1
 def _glibc() -> ctypes.CDLL | None:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
-    name = ctypes.util.find_library("c")
-    return ctypes.CDLL(name) if name else None
+    return ctypes.CDLL(None)  # the process's own symbols, glibc's among them (also in the built app)
 
 
 def keep_freed_memory() -> bool:
