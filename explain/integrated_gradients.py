@@ -125,6 +125,7 @@ def integrated_gradients(
     # are summed there and carried back through the stem once per update.
     split = split_linear_stem(model.module)
     stem_end, stem_start = (stem_points(split.stem, device_x, baseline) if split else (device_x, baseline))
+    stem_path = stem_end - stem_start
     forward = split.rest if split else None
     # Weighted gradients, accumulated on the device; Captum multiplies in float32 too.
     alphas = torch.tensor(nodes[order], dtype=torch.float32, device=model.device)
@@ -133,7 +134,7 @@ def integrated_gradients(
     done_weight = 0.0
 
     def make_batch(start: int, stop: int) -> torch.Tensor:
-        return stem_start + alphas[start:stop].view(-1, 1, 1, 1) * (stem_end - stem_start)
+        return stem_start + alphas[start:stop].view(-1, 1, 1, 1) * stem_path
 
     def weighted_gradients(batch: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():

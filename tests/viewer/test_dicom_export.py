@@ -84,13 +84,17 @@ def demo():
     return image, result
 
 
+def written_and_valid(write, result, path):
+    """Write an export, check it with dciodvfy and read it back strictly."""
+    write(result, path)
+    assert dciodvfy_errors(path) == []
+    return strict_read(path)
+
+
 def test_a_parametric_map_of_the_demo_is_valid_and_carries_the_map_exactly(demo, tmp_path):
     image, result = demo
     source = image.frame.header
-    path = tmp_path / "pm.dcm"
-    write_parametric_map(result, path)
-    assert dciodvfy_errors(path) == []
-    pm = strict_read(path)
+    pm = written_and_valid(write_parametric_map, result, tmp_path / "pm.dcm")
     assert pm.SOPClassUID == ParametricMapStorage
     assert pm.pixel_array.dtype == np.float32 and pm.pixel_array.shape == (source.Rows, source.Columns)
     np.testing.assert_array_equal(pm.pixel_array, np.nan_to_num(result.heatmap))
@@ -113,10 +117,7 @@ def test_a_parametric_map_of_the_demo_is_valid_and_carries_the_map_exactly(demo,
 def test_a_secondary_capture_of_the_demo_is_valid_labelled_and_shows_the_overlay(demo, tmp_path):
     image, result = demo
     source = image.frame.header
-    path = tmp_path / "sc.dcm"
-    write_secondary_capture(result, path)
-    assert dciodvfy_errors(path) == []
-    sc = strict_read(path)
+    sc = written_and_valid(write_secondary_capture, result, tmp_path / "sc.dcm")
     assert sc.SOPClassUID == SecondaryCaptureImageStorage and sc.PhotometricInterpretation == "RGB"
     np.testing.assert_array_equal(sc.pixel_array, result.overlay())
     assert not np.array_equal(sc.pixel_array[..., 0], sc.pixel_array[..., 2]), "the heat is in colour"
