@@ -137,11 +137,12 @@ def reference_process(run: str, model: Path, out: Path, batch: int, keep: bool =
     return seconds, {"final": float(done.stdout.strip().rsplit("=", 1)[1])}
 
 
-def as_users_load_it(model: LoadedModel) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The probabilities of the model loaded as a Captum or lime user would: no checks, weights
-    not frozen (Lightbox freezes them, which spares backward passes the weight gradients)."""
+def as_users_load_it(model: LoadedModel, x: torch.Tensor) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
+    """The probabilities of the model loaded as a Captum or lime user would (no checks, weights
+    not frozen: Lightbox freezes them, which spares backward passes the weight gradients), and
+    the reference tools' batch: the fastest for that model in this process."""
     module = torch.export.load(str(model.path)).module().to(model.device)
-    return lambda inputs: torch.softmax(module(inputs), dim=1)
+    return (lambda inputs: torch.softmax(module(inputs), dim=1)), fastest_batch(module, x)
 
 
 def gradient_floor(model: LoadedModel, x: torch.Tensor, count: int, batch: int) -> Callable[[], None]:
@@ -157,11 +158,6 @@ def gradient_floor(model: LoadedModel, x: torch.Tensor, count: int, batch: int) 
 
 def floor_note(times: dict[str, float], floor: str, ours: str) -> str:
     return f"(above the floor: {times[ours] / times[floor] - 1:+.1%})"
-
-
-def tuned_captum_batch(model: LoadedModel, x: torch.Tensor) -> int:
-    """Captum's fastest ``perturbations_per_eval`` in this process, on the model as its users load it."""
-    return fastest_batch(torch.export.load(str(model.path)).module().to(model.device), x)
 
 
 def reference_sweep(model: Path, keep: bool = False) -> int:
@@ -213,8 +209,8 @@ def occlusion_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int)
     from captum.attr import Occlusion
 
     params = OcclusionParams(WINDOW, STRIDE, 0.0)
-    batch = tuned_captum_batch(model, x)
-    captum = Occlusion(as_users_load_it(model))
+    probabilities, batch = as_users_load_it(model, x)
+    captum = Occlusion(probabilities)
     fast = replace(model, fast=True)
     runs = {
         f"bare forward passes (730, batches of {batch})": forward_floor(model, x, 730, batch),
@@ -243,8 +239,8 @@ def ig_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int) -> Non
     from captum.attr import IntegratedGradients
 
     params = IntegratedGradientsParams(steps=50, rule="gausslegendre", baseline=0.0)
-    batch = tuned_captum_batch(model, x)
-    captum = IntegratedGradients(as_users_load_it(model))
+    probabilities, batch = as_users_load_it(model, x)
+    captum = IntegratedGradients(probabilities)
     floor = f"bare forward+backward passes (50, batches of {batch})"
     runs = {
         floor: gradient_floor(model, x, 50, batch),
@@ -289,8 +285,7 @@ def lime_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int, samp
 
     params = LimeParams(samples=samples, fill=0.0)
     labels = superpixels(x, params)
-    batch = tuned_captum_batch(model, x)
-    probabilities = as_users_load_it(model)
+    probabilities, batch = as_users_load_it(model, x)
     captum = Lime(probabilities, interpretable_model=SkLearnRidge(alpha=1.0))
     image = x[0].numpy().astype(np.float64)
 
