@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pydicom  # noqa: E402
 
+from dicom.image import FrameCache  # noqa: E402
+from dicom.series import open_paths  # noqa: E402
 from tests.dicom_factory import write_ct_series  # noqa: E402
-from viewer.dicom_image import FrameCache  # noqa: E402
-from viewer.dicom_series import open_paths  # noqa: E402
 
 
 def lightbox_first_image(folder: Path) -> None:

@@ -37,15 +37,18 @@ from skimage.io import imread
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dicom.bundled import DEMO_MODEL  # noqa: E402
+from dicom.image import load_frame  # noqa: E402
+from dicom.model_input import model_unit_image
+from dicom.series import open_paths  # noqa: E402
 from explain.methods import METHODS  # noqa: E402
 from explain.model_file import load_model  # noqa: E402
-from explain.preprocessing import to_image_grid  # noqa: E402
+from explain.preprocessing import (
+    to_image_grid,  # noqa: E402
+    to_model_input,  # noqa: E402
+)
 from explain.sanity import randomized_copy  # noqa: E402
 from explain.trust import trust_figures  # noqa: E402
-from viewer.bundled import DEMO_MODEL  # noqa: E402
-from viewer.dicom_image import load_frame  # noqa: E402
-from viewer.dicom_model_input import frame_model_input  # noqa: E402
-from viewer.dicom_series import open_paths  # noqa: E402
 
 #: Pointing-game tolerance in image pixels, from Zhang et al.'s "Top-down neural attention".
 TOLERANCE_PIXELS = 15
@@ -82,7 +85,7 @@ def evaluate(method_name: str, model, cases: list[tuple[Path, Path, bool]]) -> d
         if not effusion:
             continue
         image = load_frame(open_paths([image_path]).all_series()[0].frames[0])
-        x = frame_model_input(image, model.card)
+        x = to_model_input(model_unit_image(image, model.card.window), model.card.input)
         started = time.perf_counter()
         params = method.params()
         final = list(method.run(model, x, target, params))[-1]
@@ -107,7 +110,7 @@ def accuracy(model, cases: list[tuple[Path, Path, bool]]) -> float:
     with torch.inference_mode():
         for image_path, _, effusion in cases:
             image = load_frame(open_paths([image_path]).all_series()[0].frames[0])
-            score = float(model.probabilities(frame_model_input(image, model.card)[None])[0, target])
+            score = float(model.probabilities(to_model_input(model_unit_image(image, model.card.window), model.card.input)[None])[0, target])
             right.append((score >= 0.5) == effusion)
     return float(np.mean(right))
 

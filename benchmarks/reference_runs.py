@@ -25,13 +25,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dicom.bundled import DEMO_STUDY  # noqa: E402
+from dicom.image import load_frame  # noqa: E402
+from dicom.model_input import model_unit_image
+from dicom.series import open_paths  # noqa: E402
 from explain.heap import keep_freed_memory  # noqa: E402
 from explain.model_card import ModelCard  # noqa: E402
 from explain.model_file import card_path  # noqa: E402
-from viewer.bundled import DEMO_STUDY  # noqa: E402
-from viewer.dicom_image import load_frame  # noqa: E402
-from viewer.dicom_model_input import frame_model_input  # noqa: E402
-from viewer.dicom_series import open_paths  # noqa: E402
+from explain.preprocessing import to_model_input  # noqa: E402
 
 WINDOW, STRIDE, TARGET = 16, 8, 1
 #: The batch sizes (Captum's ``perturbations_per_eval``, MONAI's ``n_batch``) a sweep tries.
@@ -39,7 +40,7 @@ CANDIDATE_BATCHES = (8, 16, 32, 64)
 
 
 def demo_input(card: ModelCard) -> torch.Tensor:
-    return frame_model_input(load_frame(open_paths([str(DEMO_STUDY)]).all_series()[0].frames[0]), card)
+    return to_model_input(model_unit_image(load_frame(open_paths([str(DEMO_STUDY)]).all_series()[0].frames[0]), card.window), card.input)
 
 
 def fastest_batch(module: torch.nn.Module, x: torch.Tensor) -> int:

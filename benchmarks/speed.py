@@ -60,11 +60,11 @@ from skimage.metrics import structural_similarity  # noqa: E402
 
 from benchmarks.densenet import export_densenet  # noqa: E402
 from benchmarks.reference_runs import STRIDE, TARGET, WINDOW, demo_input, fastest_batch  # noqa: E402
+from dicom.bundled import DEMO_MODEL, DEMO_STUDY  # noqa: E402
 from explain.integrated_gradients import IntegratedGradientsParams, integrated_gradients  # noqa: E402
 from explain.lime import LimeParams, lime, lime_baseline, superpixels  # noqa: E402
 from explain.model_file import LoadedModel, load_model  # noqa: E402
 from explain.occlusion import OcclusionParams, occlusion  # noqa: E402
-from viewer.bundled import DEMO_MODEL, DEMO_STUDY  # noqa: E402
 
 PARTS = ("process", "occlusion", "ig", "lime")
 

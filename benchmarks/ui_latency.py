@@ -71,8 +71,8 @@ def main() -> None:
 
     from PySide6.QtCore import QSettings
 
+    from dicom.bundled import DEMO_MODEL, DEMO_STUDY
     from viewer.app import application
-    from viewer.bundled import DEMO_MODEL, DEMO_STUDY
     from viewer.explain_worker import engine_threads
     from viewer.explanation_ui import ExplanationUi
     from viewer.main_window import MainWindow

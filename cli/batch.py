@@ -25,10 +25,10 @@ from tqdm import tqdm
 
 from cli.explain_command import CommandError, Setup, explain_image
 from cli.explain_outputs import FORMATS, OutputError, replace_atomically, write_output
-from viewer.bundled import DEMO_STUDY
-from viewer.dicom_files import DicomReadError
-from viewer.dicom_image import load_frame
-from viewer.dicom_series import Frame, frame_count, open_paths
+from dicom.bundled import DEMO_STUDY
+from dicom.files import DicomReadError
+from dicom.image import load_frame
+from dicom.series import Frame, frame_count, open_paths
 
 SETTINGS_FILE = "batch.json"
 SUMMARY_FILE = "summary.csv"

@@ -20,19 +20,20 @@ from typing import Any
 import torch
 
 from cli.explain_outputs import FORMATS, Explained, OutputError, format_of, write_output
+from dicom.bundled import DEMO_MODEL, DEMO_STUDY
+from dicom.files import DicomReadError
+from dicom.image import FrameImage, load_frame
+from dicom.model_input import model_unit_image
+from dicom.series import open_paths
 from explain.baselines import parse_baseline
 from explain.devices import DEVICE_CHOICES, DeviceError, pick_device
 from explain.engine import Update
 from explain.methods import CHOICES, IMAGE_OR_VALUE, METHODS, Method, blurred
 from explain.model_card import ModelCardError
 from explain.model_file import LoadedModel, ModelLoadError, load_model
+from explain.preprocessing import to_model_input
 from explain.sanity import sanity_check
 from explain.trust import trust_figures, verdict
-from viewer.bundled import DEMO_MODEL, DEMO_STUDY
-from viewer.dicom_files import DicomReadError
-from viewer.dicom_image import FrameImage, load_frame
-from viewer.dicom_model_input import frame_model_input
-from viewer.dicom_series import open_paths
 
 
 class CommandError(Exception):
@@ -177,7 +178,7 @@ def explain_image(setup: Setup, image: FrameImage, args: argparse.Namespace,
     ValueError when the image does not fit the model; ``on_update`` sees every partial map.
     """
     method, params, model, target = setup.method, setup.params, setup.model, setup.target
-    x = frame_model_input(image, model.card)
+    x = to_model_input(model_unit_image(image, model.card.window), model.card.input)
     started = time.perf_counter()
     final = None
     for update in method.run(model, x, target, params, batch_size=args.batch_size):

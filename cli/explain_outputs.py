@@ -1,7 +1,7 @@
 """What ``main.py explain`` writes for one explained image, each file written atomically.
 
 Formats: ``npz`` (the arrays of the command-line contract), ``png`` (the overlay), and through
-:mod:`viewer.dicom_export` and :mod:`viewer.key_image_report` the same files as File > Export:
+:mod:`exports.dicom_objects` and :mod:`exports.key_image_report` the same files as File > Export:
 ``pm`` (DICOM Parametric Map), ``sc`` (DICOM Secondary Capture) and ``html`` (key-image report),
 de-identified unless asked otherwise.
 
@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dicom.image import FrameImage
 from explain.engine import Update
 from explain.preprocessing import to_image_grid
-from viewer.dicom_image import FrameImage
-from viewer.heat_colours import blend, heat_levels
+from exports.heat_colours import blend, heat_levels
 
 if TYPE_CHECKING:
-    from viewer.dicom_export import ExportedExplanation
+    from exports.dicom_objects import ExportedExplanation
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,8 @@ class Explained:
     def for_export(self) -> ExportedExplanation:
         """The explanation as the DICOM and report writers take it, as the viewer's export makes it."""
         from explain.methods import METHODS
-        from viewer.dicom_export import explanation_to_export
-        from viewer.trust_text import SCALE_UNITS
+        from exports.dicom_objects import explanation_to_export
+        from exports.trust_text import SCALE_UNITS
 
         figures = {key: value for key, value in self.final.figures.items() if key != "score"}
         return explanation_to_export(self.image, self.final.heatmap, method=METHODS[self.method].title,
@@ -93,7 +93,7 @@ def exporter(module: str, writer: str) -> Callable[[Path, Explained, bool], None
     The DICOM exporters load highdicom, which an ``npz`` run has no need to wait for.
     """
     def write(path: Path, result: Explained, deidentify: bool) -> None:
-        from viewer.dicom_export import ExportError
+        from exports.dicom_objects import ExportError
 
         try:
             getattr(importlib.import_module(module), writer)(result.for_export(), path, deidentify=deidentify)
@@ -107,9 +107,9 @@ def exporter(module: str, writer: str) -> Callable[[Path, Explained, bool], None
 FORMATS: dict[str, tuple[str, Callable[[Path, Explained, bool], None]]] = {
     "npz": (".npz", write_npz),
     "png": (".png", write_png),
-    "pm": (".pm.dcm", exporter("viewer.dicom_export", "write_parametric_map")),
-    "sc": (".sc.dcm", exporter("viewer.dicom_export", "write_secondary_capture")),
-    "html": (".html", exporter("viewer.key_image_report", "write_report")),
+    "pm": (".pm.dcm", exporter("exports.dicom_objects", "write_parametric_map")),
+    "sc": (".sc.dcm", exporter("exports.dicom_objects", "write_secondary_capture")),
+    "html": (".html", exporter("exports.key_image_report", "write_report")),
 }
 
 

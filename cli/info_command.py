@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from viewer.dicom_info import inspect_paths
+from dicom.info import inspect_paths
 
 
 def info_command(argv: Sequence[str]) -> int:

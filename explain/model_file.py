@@ -13,8 +13,8 @@ import contextlib
 import io
 import json
 import zipfile
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

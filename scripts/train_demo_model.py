@@ -40,13 +40,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_demo_study import mask_path  # noqa: E402 - found beside this script
 from make_phantoms import LABELS_FILE, write_phantoms  # noqa: E402
 
+from dicom.image import load_frame  # noqa: E402
+from dicom.model_input import model_unit_image
+from dicom.series import open_paths  # noqa: E402
 from explain.model_card import ModelCard  # noqa: E402
 from explain.model_file import LoadedModel, load_model  # noqa: E402
 from explain.occlusion import OcclusionParams, occlusion  # noqa: E402
-from explain.preprocessing import to_image_grid  # noqa: E402
-from viewer.dicom_image import load_frame  # noqa: E402
-from viewer.dicom_model_input import frame_model_input  # noqa: E402
-from viewer.dicom_series import open_paths  # noqa: E402
+from explain.preprocessing import (
+    to_image_grid,  # noqa: E402
+    to_model_input,  # noqa: E402
+)
 
 MODEL_NAME = "effusion_demo"
 LABELS = ("no effusion", "effusion")
@@ -118,7 +121,7 @@ def load_set(folder: Path, model_card: ModelCard) -> Dataset:
     if missing:
         raise SystemExit(f"{folder}: no readable DICOM for {', '.join(missing[:5])}")
     names = sorted(labels)
-    inputs = torch.stack([frame_model_input(load_frame(frames[name]), model_card)
+    inputs = torch.stack([to_model_input(model_unit_image(load_frame(frames[name]), model_card.window), model_card.input)
                           for name in names])
     return Dataset(inputs, torch.tensor([labels[name] for name in names]),
                    tuple(frames[name].path for name in names))

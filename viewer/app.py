@@ -12,7 +12,7 @@ from PySide6.QtCore import QEventLoop, QSettings
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
-from viewer.bundled import DEMO_MODEL, DEMO_STUDY
+from dicom.bundled import DEMO_MODEL, DEMO_STUDY
 
 if TYPE_CHECKING:
     from viewer.explanation_ui import ExplanationUi

@@ -18,8 +18,8 @@ from enum import Enum
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence
 
-from viewer.dicom_image import FrameImage
-from viewer.dicom_pixels import Voi, Window
+from dicom.image import FrameImage
+from dicom.pixels import Voi, Window
 
 
 @dataclass(frozen=True)

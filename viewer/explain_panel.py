@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 from explain.baselines import BASELINE_NAMES, parse_baseline
 from explain.methods import CHOICES, IMAGE_OR_VALUE, METHODS, Method
 from explain.model_card import ModelCard
-from viewer.heat_colours import heat_table
+from exports.heat_colours import heat_table
 
 #: Limits of the numeric parameter boxes; generous, the engine checks what really fits.
 INT_RANGE = (0, 100_000)

@@ -21,23 +21,24 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QFileDialog, QFrame, QScrollArea, QWidget
 from skimage.segmentation import find_boundaries
 
+from dicom.image import FrameImage
+from dicom.model_input import model_unit_image
+from dicom.series import Frame
 from explain.devices import DeviceError, describe, pick_device
 from explain.engine import Update
 from explain.lime import superpixels
 from explain.methods import METHODS
 from explain.model_file import LoadedModel, ModelLoadError, load_model
+from explain.preprocessing import to_model_input
 from explain.sanity import sanity_check
 from explain.trust import TrustUpdate, trust_figures, verdict
-from viewer.dicom_image import FrameImage
-from viewer.dicom_model_input import frame_model_input
-from viewer.dicom_series import Frame
+from exports.heat_colours import heat_levels, heat_lut
+from exports.trust_text import SCALE_UNITS
 from viewer.explain_panel import ExplainPanel
 from viewer.explain_worker import ExplainController, Job
 from viewer.export_actions import ExportActions
-from viewer.heat_colours import heat_levels, heat_lut
 from viewer.main_window import MainWindow
 from viewer.trust_panel import TrustPanel
-from viewer.trust_text import SCALE_UNITS
 
 #: Superpixel outlines: white, half transparent, visible on both lung and bone.
 SEGMENT_OUTLINE = (255, 255, 255, 140)
@@ -164,7 +165,7 @@ class ExplanationUi(QObject):
             self.panel.set_probabilities(None)
             return
         with torch.inference_mode():
-            x = frame_model_input(image, self.model.card).to(self.model.device)
+            x = to_model_input(model_unit_image(image, self.model.card.window), self.model.card.input).to(self.model.device)
             probabilities = self.model.probabilities(x[None])[0].cpu().tolist()
         self.panel.set_probabilities(probabilities)
 
@@ -178,7 +179,7 @@ class ExplanationUi(QObject):
             return
         try:
             params = self.panel.parameters()
-            x = frame_model_input(image, self.model.card)
+            x = to_model_input(model_unit_image(image, self.model.card.window), self.model.card.input)
         except (ValueError, TypeError) as error:
             self._say(str(error))
             return

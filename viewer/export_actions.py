@@ -19,11 +19,16 @@ from PySide6.QtWidgets import QFileDialog
 from explain.engine import Update
 from explain.methods import METHODS
 from explain.trust import TrustUpdate, verdict
-from viewer.dicom_export import ExportedExplanation, ExportError, explanation_to_export, write_parametric_map, \
-    write_secondary_capture
-from viewer.key_image_report import write_report
+from exports.dicom_objects import (
+    ExportedExplanation,
+    ExportError,
+    explanation_to_export,
+    write_parametric_map,
+    write_secondary_capture,
+)
+from exports.key_image_report import write_report
+from exports.trust_text import SCALE_UNITS
 from viewer.main_window import MainWindow
-from viewer.trust_text import SCALE_UNITS
 
 if TYPE_CHECKING:
     from viewer.explanation_ui import ExplanationUi

@@ -1,6 +1,6 @@
 """The main window: the image in the middle, series on the left, tags on the right.
 
-It owns what is open (a :class:`~viewer.dicom_series.Collection`) and where the reader is
+It owns what is open (a :class:`~dicom.series.Collection`) and where the reader is
 in it (series and image), turns the bindings into menu actions, reports the pixel under
 the cursor in the status bar, and remembers recent paths and its own layout in QSettings.
 """
@@ -29,11 +29,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from viewer import bindings, dicom_series
-from viewer.dicom_files import DicomReadError, ReadError
-from viewer.dicom_image import FrameCache, FrameImage
-from viewer.dicom_series import Collection, Series
-from viewer.image_view import ZOOM_STEP, ImageView, describe_voi
+from dicom import series as dicom_series
+from dicom.corner_text import describe_voi
+from dicom.files import DicomReadError, ReadError
+from dicom.image import FrameCache, FrameImage
+from dicom.series import Collection, Series
+from viewer import bindings
+from viewer.image_view import ZOOM_STEP, ImageView
 from viewer.series_browser import SeriesBrowser
 from viewer.tag_panel import TagPanel
 

@@ -13,9 +13,9 @@ from PySide6.QtCore import QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem, QWidget
 
-from viewer.dicom_files import DicomReadError
-from viewer.dicom_image import FrameCache
-from viewer.dicom_series import Frame, Series
+from dicom.files import DicomReadError
+from dicom.image import FrameCache
+from dicom.series import Frame, Series
 from viewer.image_view import shrink
 
 THUMBNAIL_SIZE = 112

@@ -14,7 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from viewer.trust_text import named_figures
+from exports.trust_text import named_figures
 
 DELETION_COLOUR = (240, 120, 60)
 INSERTION_COLOUR = (90, 170, 240)

@@ -8,8 +8,13 @@ in the built app, so a part that is missing shows up there.
 
 from pathlib import Path
 
-from PyInstaller.utils.hooks import (PY_DYLIB_PATTERNS, collect_data_files, collect_dynamic_libs, collect_submodules,
-                                     get_package_paths)
+from PyInstaller.utils.hooks import (
+                                     PY_DYLIB_PATTERNS,
+                                     collect_data_files,
+                                     collect_dynamic_libs,
+                                     collect_submodules,
+                                     get_package_paths,
+)
 
 # torch reads its own sources at run time (inspect, torch.export's serializer), so keep the .py files.
 module_collection_mode = "pyz+py"

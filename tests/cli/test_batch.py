@@ -15,9 +15,9 @@ from pydicom import dcmread
 
 from cli.batch import plan
 from cli.explain_outputs import replace_atomically
+from dicom.series import open_paths
 from tests import dicom_factory as factory
 from tests.model_factory import RegionDetector, card_for, export_model
-from viewer.dicom_series import open_paths
 
 ROOT = Path(__file__).resolve().parents[2]
 OCCLUSION = ("--method", "occlusion", "--window", "8", "--stride", "4")

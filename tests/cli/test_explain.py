@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from dicom.image import load_frame
+from dicom.model_input import model_unit_image
+from dicom.series import open_paths
 from explain.model_file import load_model
 from explain.occlusion import OcclusionParams, occlusion
+from explain.preprocessing import to_model_input
 from tests import dicom_factory as factory
 from tests.model_factory import RegionDetector, SmallCnn, card_for, export_model
-from viewer.dicom_image import load_frame
-from viewer.dicom_model_input import frame_model_input
-from viewer.dicom_series import open_paths
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,7 +55,7 @@ def test_json_lines_and_npz(case, tmp_path):
 
     saved = np.load(out)
     loaded = load_model(model, torch.device("cpu"))
-    x = frame_model_input(load_frame(open_paths([image]).all_series()[0].frames[0]), loaded.card)
+    x = to_model_input(model_unit_image(load_frame(open_paths([image]).all_series()[0].frames[0]), loaded.card.window), loaded.card.input)
     np.testing.assert_array_equal(saved["model_input"], x.numpy())
     expected = list(occlusion(loaded, x, 1, OcclusionParams(8, 4, "mean")))[-1]
     np.testing.assert_allclose(saved["attribution"], expected.attribution, rtol=1e-6, atol=1e-9)

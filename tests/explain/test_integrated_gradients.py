@@ -15,8 +15,8 @@ from explain.integrated_gradients import (
     interleaved_order,
     quadrature,
 )
-from explain.model_file import load_model
 from explain.linear_stem import split_linear_stem
+from explain.model_file import load_model
 from tests.model_factory import SmallCnn, TinyDenseNet, TinyResNet, card_for, export_model
 
 CPU = torch.device("cpu")

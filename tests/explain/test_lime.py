@@ -13,7 +13,14 @@ from scipy import ndimage
 
 from explain.engine import CancelToken
 from explain.lime import (
-    RIDGE_ALPHA, LimeParams, fill_image, fit_surrogate, kernel_weights, lime, lime_baseline, superpixels,
+    RIDGE_ALPHA,
+    LimeParams,
+    fill_image,
+    fit_surrogate,
+    kernel_weights,
+    lime,
+    lime_baseline,
+    superpixels,
 )
 from explain.model_file import load_model
 from tests.model_factory import RegionDetector, SmallCnn, card_for, export_model

@@ -7,17 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-
-from explain.model_card import ModelCard
-from explain.model_file import load_model
 from make_demo_study import mask_path, write_demo_study
 from make_phantoms import write_phantoms
+from PIL import Image
 from train_demo_model import HELD_OUT_SEED, LABELS, card, effusion_probabilities, load_set
-from viewer.bundled import DEMO_MODEL, DEMO_STUDY
-from viewer.dicom_image import load_frame
-from viewer.dicom_model_input import frame_model_input
-from viewer.dicom_series import open_paths
+
+from dicom.bundled import DEMO_MODEL, DEMO_STUDY
+from dicom.image import load_frame
+from dicom.model_input import model_unit_image
+from dicom.series import open_paths
+from explain.model_card import ModelCard
+from explain.model_file import load_model
+from explain.preprocessing import to_model_input
 
 CPU = torch.device("cpu")
 # A seed neither the training set (0) nor the held-out set the script reports on (9000) used.
@@ -66,7 +67,7 @@ def test_the_demo_study_shows_an_effusion_the_model_finds() -> None:
     assert mask.shape == image.stored.shape == (1024, 880)
     assert mask[:, : mask.shape[1] // 2].sum() > 0 == mask[:, mask.shape[1] // 2:].sum()
     model = load_model(DEMO_MODEL, CPU)
-    x = frame_model_input(image, model.card)
+    x = to_model_input(model_unit_image(image, model.card.window), model.card.input)
     assert effusion_probabilities(model, x[None])[0] > 0.9
     assert DEMO_STUDY.stat().st_size < 2 * 2**20
 

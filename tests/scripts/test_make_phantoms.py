@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from make_demo_study import mask_path
+from make_phantoms import LABELS_FILE, main, plan_phantom, render_phantom, write_phantoms
 from PIL import Image
 from scipy import ndimage
 
-from make_demo_study import mask_path
-from make_phantoms import LABELS_FILE, main, plan_phantom, render_phantom, write_phantoms
-from viewer.dicom_series import open_paths
+from dicom.series import open_paths
 
 SMALL_ROWS = 128  # enough to test the files; the physics is the same at any size
 

@@ -8,12 +8,13 @@ import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtWidgets import QApplication
 
+from dicom.corner_text import orientation
+from dicom.image import FrameCache, FrameImage
+from dicom.pixels import Window
+from dicom.series import open_paths
 from tests.dicom_factory import write_image, write_radiograph
 from tests.viewer.conftest import lung_phantom, turn_wheel
-from viewer.dicom_image import FrameCache, FrameImage
-from viewer.dicom_pixels import Window
-from viewer.dicom_series import open_paths
-from viewer.image_view import ImageView, orientation, shrink
+from viewer.image_view import ImageView, shrink
 
 
 def load(path) -> FrameImage:

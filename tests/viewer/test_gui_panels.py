@@ -7,9 +7,9 @@ from pydicom.sequence import Sequence
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
+from dicom.image import FrameCache
+from dicom.series import open_paths
 from tests.dicom_factory import write_ct_series, write_radiograph, write_truncated
-from viewer.dicom_image import FrameCache
-from viewer.dicom_series import open_paths
 from viewer.series_browser import SeriesBrowser, thumbnail
 from viewer.tag_panel import TagPanel
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from viewer.dicom_files import Header, ReadError, read_headers
+from dicom.files import Header, ReadError, read_headers
 
 
 def frame_attribute(dataset: Dataset, frame: int, sequence: str, keyword: str) -> Any:

@@ -14,21 +14,22 @@ import pytest
 from pydicom import config
 from pydicom.uid import ParametricMapStorage, SecondaryCaptureImageStorage
 
+from dicom.bundled import DEMO_MODEL, DEMO_STUDY
+from dicom.image import load_frame
+from dicom.model_input import model_unit_image
+from dicom.series import open_paths
 from explain.devices import pick_device
 from explain.methods import METHODS
 from explain.model_file import load_model
-from tests.dicom_factory import write_ct_series, write_multiframe, write_radiograph
-from viewer.bundled import DEMO_MODEL, DEMO_STUDY
-from viewer.dicom_export import (
+from explain.preprocessing import to_model_input
+from exports.dicom_objects import (
     ExportError,
     explanation_to_export,
     pseudonymous_uid,
     write_parametric_map,
     write_secondary_capture,
 )
-from viewer.dicom_image import load_frame
-from viewer.dicom_model_input import frame_model_input
-from viewer.dicom_series import open_paths
+from tests.dicom_factory import write_ct_series, write_multiframe, write_radiograph
 
 #: dicom3tools 1.00~20220618 checks Minimum/Maximum Stored Value Mapped (FD, PS3.3 C.7.6.16.2.26)
 #: as if they were strings with enumerated values; the standard gives them none. Nothing else is
@@ -75,7 +76,7 @@ def demo():
     model = load_model(DEMO_MODEL, pick_device("cpu"))
     method = METHODS["occlusion"]
     target = model.card.label_index("effusion")
-    final = list(method.run(model, frame_model_input(image, model.card), target,
+    final = list(method.run(model, to_model_input(model_unit_image(image, model.card.window), model.card.input), target,
                             method.make_params({"window": 32, "stride": 32})))[-1]
     result = explanation_to_export(image, final.heatmap, method=method.title, model_name=model.card.name,
                                    target="effusion", score=final.figures["score"], units="drop in probability",

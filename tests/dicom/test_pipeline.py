@@ -10,11 +10,11 @@ import pydicom
 import pytest
 from pydicom.pixels import apply_modality_lut, apply_voi
 
+from dicom.files import DicomReadError
+from dicom.image import FrameCache, load_frame
+from dicom.pixels import GreyDisplay, ModalityTransform, Window
+from dicom.series import open_paths
 from tests import dicom_factory as factory
-from viewer.dicom_files import DicomReadError
-from viewer.dicom_image import FrameCache, load_frame
-from viewer.dicom_pixels import GreyDisplay, ModalityTransform, Window
-from viewer.dicom_series import open_paths
 
 
 def only_frame(path: Path):

@@ -4,7 +4,7 @@ No Qt here, so the command line can write it too::
 
     write_report(result, "report.html", deidentify=True)
 
-``result`` is a :class:`~viewer.dicom_export.ExportedExplanation`. The page shows the image as
+``result`` is a :class:`~exports.dicom_objects.ExportedExplanation`. The page shows the image as
 read and with the heat over it, the colour bar, the model, method, target and its probability,
 the trust figures and verdict when they were computed. The pictures are embedded as PNG, so the
 file opens anywhere with nothing beside it. Patient and study details appear only when the
@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image
 from pydicom.valuerep import PersonName
 
-from viewer.dicom_export import ExportedExplanation, ExportError
-from viewer.heat_colours import heat_table
-from viewer.trust_text import named_figures
+from exports.dicom_objects import ExportedExplanation, ExportError
+from exports.heat_colours import heat_table
+from exports.trust_text import named_figures
 
 #: Patient and study lines of an identified report, in order: (label, attribute).
 IDENTIFYING = (("Patient", "PatientName"), ("Patient ID", "PatientID"), ("Birth date", "PatientBirthDate"),
@@ -128,7 +128,7 @@ model's output, not a diagnosis.</p>
 
 
 def write_report(result: ExportedExplanation, path: str | Path, deidentify: bool = False) -> None:
-    """Write the report; :class:`~viewer.dicom_export.ExportError` with one line if it cannot be."""
+    """Write the report; :class:`~exports.dicom_objects.ExportError` with one line if it cannot be."""
     try:
         Path(path).write_text(report_html(result, deidentify), encoding="utf-8")
     except OSError as error:

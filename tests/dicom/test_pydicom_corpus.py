@@ -14,9 +14,9 @@ import pydicom
 import pytest
 from pydicom.pixels import apply_modality_lut
 
-from viewer.dicom_files import DicomReadError
-from viewer.dicom_image import load_frame
-from viewer.dicom_series import Frame, frame_count, open_paths
+from dicom.files import DicomReadError
+from dicom.image import load_frame
+from dicom.series import Frame, frame_count, open_paths
 
 CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"
 

@@ -3,7 +3,7 @@
 No Qt here: File > Export in the viewer and ``--out`` on the command line call the same three
 functions, on one frozen description of what was explained::
 
-    from viewer.dicom_export import ExportError, explanation_to_export, write_parametric_map, \
+    from exports.dicom_objects import ExportError, explanation_to_export, write_parametric_map, \
         write_secondary_capture
 
     result = explanation_to_export(image, update.heatmap, method="Occlusion", model_name=card.name,
@@ -12,7 +12,7 @@ functions, on one frozen description of what was explained::
     write_parametric_map(result, "heat.dcm", deidentify=False)     # float heat, palette, values
     write_secondary_capture(result, "overlay.dcm", deidentify=True)  # RGB, heat burned in
 
-``image`` is the :class:`~viewer.dicom_image.FrameImage` that was explained and
+``image`` is the :class:`~dicom.image.FrameImage` that was explained and
 ``update.heatmap`` the final map on the model's grid; it is put back on the image's own pixels
 here. Anything that stops an export raises :class:`ExportError` with a one-line reason.
 
@@ -46,12 +46,12 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import UID, generate_uid
 
+from dicom.image import FrameImage
+from dicom.pixels import Voi
+from dicom.series import frame_attribute, frame_count
 from explain.preprocessing import to_image_grid
-from viewer.dicom_image import FrameImage
-from viewer.dicom_pixels import Voi
-from viewer.dicom_series import frame_attribute, frame_count
-from viewer.heat_colours import blend, heat_levels, heat_table
-from viewer.trust_text import named_figures
+from exports.heat_colours import blend, heat_levels, heat_table
+from exports.trust_text import named_figures
 
 MANUFACTURER = "Lightbox"
 #: Series numbers of the two derived series, out of the way of an acquisition's own numbers.

@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from viewer.dicom_files import DicomReadError, ReadError, read_headers
-from viewer.dicom_image import file_windows, load_frame
-from viewer.dicom_series import Frame, frame_count
+from dicom.files import DicomReadError, ReadError, read_headers
+from dicom.image import file_windows, load_frame
+from dicom.series import Frame, frame_count
 
 
 def describe_file(frame: Frame) -> dict[str, Any]:

@@ -18,9 +18,9 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, pixel_array
 
-from viewer.dicom_files import DicomReadError, one_line
-from viewer.dicom_pixels import GreyDisplay, LookupTable, ModalityTransform, Voi, Window, read_lut
-from viewer.dicom_series import Frame, frame_count
+from dicom.files import DicomReadError, one_line
+from dicom.pixels import GreyDisplay, LookupTable, ModalityTransform, Voi, Window, read_lut
+from dicom.series import Frame, frame_count
 
 COLOUR_PHOTOMETRICS = ("RGB", "PALETTE COLOR", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420")
 

@@ -1,0 +1,35 @@
+"""What a model sees of a DICOM frame, up to the model's own preprocessing: grey values in [0, 1].
+
+The card's window when it names one (the model was trained with it), else the file's; then the
+MONOCHROME1 inversion. Resizing and normalising to the card's input belong to the engine
+(:func:`explain.preprocessing.to_model_input`), so this layer needs no torch and the viewer, the
+command line and the training script all build a model's input the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from dicom.image import FrameImage
+from dicom.pixels import Voi, Window
+
+COLOUR_REFUSED = "a colour image cannot be explained by a grey-level model"
+
+
+def model_voi(image: FrameImage, window: Sequence[float] | None) -> Voi:
+    """The model's ``[center, width]`` window when it has one, else the file's own VOI."""
+    if window is not None:
+        return Window(float(window[0]), float(window[1]), "Model", "LINEAR")
+    voi = image.default_voi()
+    if voi is None:
+        raise ValueError(COLOUR_REFUSED)
+    return voi
+
+
+def model_unit_image(image: FrameImage, window: Sequence[float] | None) -> np.ndarray:
+    """The frame as the model's grey image in [0, 1]; ValueError for a colour image."""
+    if image.is_colour:
+        raise ValueError(COLOUR_REFUSED)
+    return image.unit_values(model_voi(image, window), invert=image.inverted_by_default)
