@@ -23,12 +23,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cli.explain_command import CommandError, Setup, explain_image
 from cli.explain_outputs import FORMATS, OutputError, replace_atomically, write_output
+from cli.image_explanation import CommandError, explain_image
 from dicom.bundled import DEMO_STUDY
 from dicom.files import DicomReadError
 from dicom.image import load_frame
 from dicom.series import Frame, frame_count, open_paths
+from explain.session import ExplanationSettings
 
 SETTINGS_FILE = "batch.json"
 SUMMARY_FILE = "summary.csv"
@@ -80,15 +81,15 @@ def plan(frames: list[Frame]) -> list[Job]:
     return jobs
 
 
-def settings_of(setup: Setup, args: argparse.Namespace) -> dict:
+def settings_of(settings: ExplanationSettings, args: argparse.Namespace) -> dict:
     """What a folder's results depend on: method, parameters, model file, target, precision, identity.
 
     Identity is among them so that a folder never mixes identified and de-identified exports.
     """
     digest = hashlib.sha256(Path(args.model).read_bytes()).hexdigest()
-    return json.loads(json.dumps({"method": setup.method.name, "params": dataclasses.asdict(setup.params),
+    return json.loads(json.dumps({"method": settings.method.name, "params": dataclasses.asdict(settings.params),
                                   "model": Path(args.model).name, "model_sha256": digest,
-                                  "target": setup.label, "fast": setup.model.fast,
+                                  "target": settings.label, "fast": settings.model.fast,
                                   "identified": args.identified}))
 
 
@@ -119,12 +120,13 @@ def finished_record(job: Job, folder: Path, formats: list[str]) -> dict | None:
         return None
 
 
-def explain_job(job: Job, folder: Path, formats: list[str], setup: Setup, args: argparse.Namespace) -> dict:
+def explain_job(job: Job, folder: Path, formats: list[str], settings: ExplanationSettings,
+                args: argparse.Namespace) -> dict:
     """Explain one image and write its files, the record last."""
-    outcome = explain_image(setup, load_frame(job.frame), args)
+    explained, record = explain_image(settings, load_frame(job.frame))
     for fmt in formats:
-        write_output(job.output_path(folder, fmt), fmt, outcome.explained, deidentify=not args.identified)
-    record = {**job.source(), **outcome.record,
+        write_output(job.output_path(folder, fmt), fmt, explained, deidentify=not args.identified)
+    record = {**job.source(), **record,
               "outputs": [job.output_path(folder, fmt).name for fmt in formats]}
     replace_atomically(job.record_path(folder), lambda temporary: temporary.write_text(json.dumps(record)))
     return record
@@ -152,14 +154,14 @@ def write_summary(path: Path, rows: list[dict]) -> None:
     replace_atomically(path, write)
 
 
-def run_batch(args: argparse.Namespace, setup: Setup) -> int:
+def run_batch(args: argparse.Namespace, settings: ExplanationSettings) -> int:
     """Explain every image under ``args.paths`` into the folder ``args.out``; the exit status.
 
     0 when every image is done (now or by an earlier run), 1 when some failed, 2 when none
     could be done.
     """
     folder = Path(args.out)
-    claim_folder(folder, settings_of(setup, args))
+    claim_folder(folder, settings_of(settings, args))
     collection = open_paths(args.paths or [str(DEMO_STUDY)])
     jobs = plan([frame for series in collection.all_series() for frame in series.frames])
     rows: list[dict] = []
@@ -173,14 +175,14 @@ def run_batch(args: argparse.Namespace, setup: Setup) -> int:
 
     for error in collection.errors:
         emit({"name": "", "status": "failed", "path": str(error.path), "error": error.error})
-    with tqdm(jobs, desc=f"{setup.method.title}", unit="image", file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(jobs, desc=settings.method.title, unit="image", file=sys.stderr, dynamic_ncols=True) as bar:
         for job in bar:
             earlier = finished_record(job, folder, args.format)
             if earlier is not None:
                 emit({**earlier, "status": "skipped"})
                 continue
             try:
-                emit({**explain_job(job, folder, args.format, setup, args), "status": "done"})
+                emit({**explain_job(job, folder, args.format, settings, args), "status": "done"})
             except Exception as error:  # one bad image must not end the batch; it is reported below
                 emit({**job.source(), "status": "failed", "error": one_line(error)})
             bar.set_postfix(failed=counts["failed"], refresh=False)

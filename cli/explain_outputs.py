@@ -15,65 +15,23 @@ from __future__ import annotations
 import importlib
 import os
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
-from dicom.image import FrameImage
-from explain.engine import Update
-from explain.preprocessing import to_image_grid
+from exports.explained import Explained
 from exports.heat_colours import blend, heat_levels
-
-if TYPE_CHECKING:
-    from exports.dicom_objects import ExportedExplanation
-
-
-@dataclass(frozen=True)
-class Explained:
-    """A finished explanation of one image: everything an output needs.
-
-    ``trust`` holds the trust figures (empty when they were skipped) and ``verdict`` their
-    sentence; ``method`` is the method's command-line name.
-    """
-
-    image: FrameImage
-    model_input: torch.Tensor
-    final: Update
-    target: int
-    method: str
-    model_name: str
-    label: str
-    trust: Mapping[str, float] = field(default_factory=dict)
-    verdict: str = ""
-
-    def heatmap(self) -> np.ndarray:
-        """The map on the image's own pixel grid."""
-        return to_image_grid(self.final.heatmap, self.image.stored.shape[:2])
-
-    def for_export(self) -> ExportedExplanation:
-        """The explanation as the DICOM and report writers take it, as the viewer's export makes it."""
-        from explain.methods import METHODS
-        from exports.dicom_objects import explanation_to_export
-        from exports.trust_text import SCALE_UNITS
-
-        figures = {key: value for key, value in self.final.figures.items() if key != "score"}
-        return explanation_to_export(self.image, self.final.heatmap, method=METHODS[self.method].title,
-                                     model_name=self.model_name, target=self.label,
-                                     score=self.final.figures["score"], units=SCALE_UNITS.get(self.method, ""),
-                                     figures={**figures, **self.trust}, verdict=self.verdict)
 
 
 def write_npz(path: Path, result: Explained, _deidentify: bool) -> None:
     """The arrays of the command-line contract (see DESIGN.md, "Command line")."""
     with open(path, "wb") as file:
-        np.savez_compressed(file, attribution=result.final.attribution.astype(np.float32),
-                            model_input=result.model_input.numpy(), heatmap=result.heatmap(),
-                            target=np.int64(result.target), score=np.float64(result.final.figures["score"]))
+        outcome = result.outcome
+        np.savez_compressed(file, attribution=outcome.final.attribution.astype(np.float32),
+                            model_input=outcome.request.model_input.numpy(), heatmap=result.heatmap(),
+                            target=np.int64(outcome.request.settings.target), score=np.float64(outcome.score))
 
 
 def write_png(path: Path, result: Explained, _deidentify: bool) -> None:

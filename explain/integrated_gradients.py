@@ -29,6 +29,7 @@ import torch
 from explain.baselines import baseline_image, broad_blur_sigma
 from explain.engine import BatchScorer, CancelToken, Update, model_device_input
 from explain.linear_stem import split_linear_stem
+from explain.method import Method
 from explain.model_file import LoadedModel
 
 RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -162,3 +163,7 @@ def integrated_gradients(
             attribution=attribution if final else None,
             figures={"score": score, "baseline_score": baseline_score, "completeness_gap": gap},
         )
+
+
+METHOD = Method("ig", "Integrated gradients", IntegratedGradientsParams, integrated_gradients, baseline=path_start,
+                units="share of the probability", choices={"rule": RULES}, image_or_value=("baseline",))

@@ -24,6 +24,7 @@ from skimage import segmentation
 
 from explain.baselines import baseline_image, parse_baseline
 from explain.engine import BatchScorer, CancelToken, Update, model_device_input, same_for_every_channel
+from explain.method import Method, Outlines
 from explain.model_file import LoadedModel
 
 #: SLIC's balance of intensity against distance for a grey image in [0, 1]: superpixels of
@@ -238,3 +239,8 @@ def lime(
             fitted, coefficients, figures = done, surrogate.coefficients, {"r2": surrogate.r2}
         yield same_for_every_channel(coefficients[labels].astype(np.float32), channels, done / total, final,
                                      scorer.evaluations, {"score": float(scores[0]), **figures})
+
+
+METHOD = Method("lime", "LIME (superpixels)", LimeParams, lime, baseline=lime_baseline,
+                units="surrogate weight (probability)", choices={"segmentation": tuple(SEGMENTERS)},
+                image_or_value=("fill",), outlines=Outlines("superpixels", superpixels))

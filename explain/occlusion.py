@@ -27,6 +27,7 @@ from scipy import ndimage
 from explain.baselines import baseline_image
 from explain.engine import BatchScorer, CancelToken, Update, model_device_input, same_for_every_channel
 from explain.incremental import IncrementalModel, Patch, occluded_copies
+from explain.method import Method
 from explain.model_file import LoadedModel
 
 
@@ -181,3 +182,8 @@ def occlusion(
             final = done == total
             yield same_for_every_channel(grid.estimate(drops).astype(np.float32), channels, done / total, final,
                                          scorer.evaluations, {"score": original})
+
+
+METHOD = Method("occlusion", "Occlusion", OcclusionParams, occlusion,
+                baseline=lambda x, params: occlusion_baseline(x, params.baseline, params.window),
+                units="drop in probability", image_or_value=("baseline",))

@@ -66,6 +66,7 @@ import torch.nn.functional as F
 
 from explain.baselines import baseline_image
 from explain.engine import CancelToken, Update, model_device_input
+from explain.method import Method
 from explain.model_file import LoadedModel
 
 #: Steps between partial maps: often enough to watch the mask form, rarely enough to cost nothing.
@@ -258,3 +259,7 @@ def perturbation(
         attribution=np.broadcast_to(heatmap, (channels, height, width)).copy(),
         figures={"score": original, "deleted_score": deleted, "mask_area": float(heatmap.mean())},
     )
+
+
+METHOD = Method("perturbation", "Meaningful perturbation", PerturbationParams, perturbation,
+                baseline=perturbation_baseline, units="mask: share removed", choices={"mode": MODES})

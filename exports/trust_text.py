@@ -1,4 +1,4 @@
-"""How the trust figures and the heat's scale are named for a reader, on screen and in exports.
+"""How the trust figures are named for a reader, on screen and in exports.
 
 No Qt here: the trust panel, the DICOM exports and the key-image report all say the same.
 """
@@ -17,10 +17,6 @@ FIGURE_TEXT = {
     "r2": ("Surrogate fit R²", "near 1 is better"),
     "randomized_rank_correlation": ("Map vs randomized model", "near 0 is better"),
 }
-
-#: What the colour scale measures, per method, for the colour bar's caption.
-SCALE_UNITS = {"occlusion": "drop in probability", "ig": "share of the probability",
-               "lime": "surrogate weight (probability)", "perturbation": "mask: share removed"}
 
 
 def named_figures(figures: Mapping[str, float]) -> list[tuple[str, float, str]]:

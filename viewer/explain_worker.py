@@ -1,7 +1,7 @@
-"""Running explanations in a background thread and handing their updates to the GUI.
+"""Running explanation sessions in a background thread and handing their steps to the GUI.
 
-The adapter is thin on purpose: the engine knows nothing of Qt, the worker only turns updates
-into signals, and the controller on the GUI side keeps order. Every job is a frozen snapshot
+The adapter is thin on purpose: the engine knows nothing of Qt, the worker only turns each
+:class:`~explain.session.Step` into a signal, and the controller on the GUI side keeps order. Every job is a frozen snapshot
 tagged with a generation number; an update from an older generation (the user moved to another
 image, series or model meanwhile) is dropped, so a stale map never lands on the wrong image.
 """
@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from explain.engine import CancelToken
 from explain.heap import give_back_freed_memory
+from explain.session import Step
 
 #: How often the overlay may be redrawn while updates stream in; later updates replace earlier.
 REDRAW_INTERVAL_MS = 50
@@ -27,13 +28,14 @@ REDRAW_INTERVAL_MS = 50
 class Job:
     """Work for the background thread, built on the GUI thread from a snapshot of its choices.
 
-    ``work(cancel)`` returns the generator of updates (an explanation, its trust figures);
-    everything it needs is captured when the job is made, so the worker never reads a widget.
+    ``work(cancel)`` returns the session's steps; everything it needs is captured when the job
+    is made, so the worker never reads a widget. ``kind`` names the work in a failure message
+    until its first step says which stage is running.
     """
 
     generation: int
     kind: str
-    work: Callable[[CancelToken], Iterator[Any]]
+    work: Callable[[CancelToken], Iterator[Step]]
 
 
 def engine_threads() -> int:
@@ -44,19 +46,25 @@ def engine_threads() -> int:
 class ExplainWorker(QObject):
     """Lives in the worker thread; runs one job at a time to its end or its cancellation."""
 
-    updated = Signal(int, str, object)  # generation, kind, update
+    updated = Signal(int, str, object)  # generation, stage, update
     failed = Signal(int, str)  # generation, one-line message
     stopped = Signal(int)  # generation; after the final update, a cancellation or a failure
 
     @Slot(object, object)
     def run(self, job: Job, cancel: CancelToken) -> None:
+        """Run a job, unless it was superseded while it waited in the queue (latest request wins)."""
+        if cancel.cancelled:
+            self.stopped.emit(job.generation)
+            return
         torch.set_num_threads(engine_threads())
+        stage = job.kind
         try:
-            for update in job.work(cancel):
-                self.updated.emit(job.generation, job.kind, update)
+            for step in job.work(cancel):
+                stage = step.stage
+                self.updated.emit(job.generation, step.stage, step.update)
         except Exception as error:  # noqa: BLE001 - a user's model may fail in any way; say so in one line
             text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            self.failed.emit(job.generation, f"The {job.kind} failed: {text[:200]}")
+            self.failed.emit(job.generation, f"The {stage} failed: {text[:200]}")
         finally:
             give_back_freed_memory()
             self.stopped.emit(job.generation)
@@ -67,11 +75,11 @@ class ExplainController(QObject):
 
     Signals carry only current-generation results: ``progressed`` for each partial update
     (at most one per redraw interval, the latest), ``finished`` once with the final update,
-    each with the job's kind.
+    each with its stage.
     """
 
-    progressed = Signal(str, object)  # kind, update
-    finished = Signal(str, object)  # kind, update
+    progressed = Signal(str, object)  # stage, update
+    finished = Signal(str, object)  # stage, update
     failed = Signal(str)
     idle = Signal()
     _start = Signal(object, object)
@@ -128,22 +136,22 @@ class ExplainController(QObject):
             self._thread.quit()
             self._thread.wait()
 
-    def _on_update(self, generation: int, kind: str, update: Any) -> None:
+    def _on_update(self, generation: int, stage: str, update: Any) -> None:
         if generation != self.generation:
             return
         if update.final:
             self._timer.stop()
             self._pending = None
-            self.finished.emit(kind, update)
+            self.finished.emit(stage, update)
             return
-        self._pending = (kind, update)
+        self._pending = (stage, update)
         if not self._timer.isActive():
             self._timer.start()
 
     def _flush(self) -> None:
         if self._pending is not None:
-            (kind, update), self._pending = self._pending, None
-            self.progressed.emit(kind, update)
+            (stage, update), self._pending = self._pending, None
+            self.progressed.emit(stage, update)
 
     def _on_failed(self, generation: int, message: str) -> None:
         if generation == self.generation:

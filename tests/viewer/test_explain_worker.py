@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from explain.methods import METHODS
 from explain.model_file import load_model
 from explain.occlusion import OcclusionParams, occlusion
+from explain.session import ExplanationRequest, ExplanationSettings, run_session
 from tests.model_factory import RegionDetector, SmallCnn, card_for, export_model
 from viewer.explain_worker import ExplainController, Job
 
@@ -28,8 +30,9 @@ def controller(qtbot):
 
 
 def request_for(controller, model, x, params=OcclusionParams(4, 2, 0.0), batch_size=None):
+    settings = ExplanationSettings(METHODS["occlusion"], params, model, 1, trust=False, batch_size=batch_size)
     return Job(controller.next_generation(), "explanation",
-               lambda cancel: occlusion(model, x, 1, params, cancel=cancel, batch_size=batch_size))
+               lambda cancel: run_session(ExplanationRequest(settings, x), cancel))
 
 
 def test_final_update_arrives_with_the_engines_result(qtbot, controller, model):
@@ -45,8 +48,8 @@ def test_final_update_arrives_with_the_engines_result(qtbot, controller, model):
 def test_a_newer_request_drops_the_older_ones_updates(qtbot, controller, model):
     old_input, new_input = torch.ones(1, 32, 40), torch.ones(1, 32, 40) * 2
     finals, progressed = [], []
-    controller.finished.connect(lambda kind, update: finals.append(update))
-    controller.progressed.connect(lambda kind, update: progressed.append(update))
+    controller.finished.connect(lambda stage, update: finals.append(update))
+    controller.progressed.connect(lambda stage, update: progressed.append(update))
     controller.start(request_for(controller, model, old_input, OcclusionParams(2, 1, 0.0), batch_size=1))
     with qtbot.waitSignal(controller.finished, timeout=20000):
         controller.start(request_for(controller, model, new_input))
@@ -60,7 +63,7 @@ def test_a_newer_request_drops_the_older_ones_updates(qtbot, controller, model):
 def test_cancel_stops_the_job_and_nothing_final_arrives(qtbot, controller, tmp_path):
     slow = load_model(export_model(SmallCnn(), card_for(64, 64), tmp_path), CPU)
     finals = []
-    controller.finished.connect(lambda kind, update: finals.append(update))
+    controller.finished.connect(lambda stage, update: finals.append(update))
     with qtbot.waitSignal(controller.progressed, timeout=20000):
         controller.start(request_for(controller, slow, torch.randn(1, 64, 64), OcclusionParams(2, 1, 0.0), 1))
     with qtbot.waitSignal(controller.idle, timeout=5000):
@@ -74,3 +77,19 @@ def test_a_failing_model_reports_one_line(qtbot, controller, model):
     with qtbot.waitSignal(controller.failed, timeout=20000) as failed:
         controller.start(request)
     assert failed.args[0].startswith("The explanation failed:") and "\n" not in failed.args[0]
+
+
+def test_a_job_superseded_while_it_waited_never_runs(qtbot, controller, tmp_path):
+    slow = load_model(export_model(SmallCnn(), card_for(64, 64), tmp_path), CPU)
+    started = []
+
+    def work(cancel):
+        started.append(True)
+        yield from ()
+
+    controller.start(request_for(controller, slow, torch.randn(1, 64, 64), OcclusionParams(2, 1, 0.0), 1))
+    waiting = Job(controller.next_generation(), "probabilities", work)  # cancels the first job
+    controller.start(waiting)
+    with qtbot.waitSignal(controller.finished, timeout=20000) as finished:
+        controller.start(request_for(controller, slow, torch.randn(1, 64, 64)))  # supersedes the waiting one
+    assert finished.args[0] == "explanation" and started == []
