@@ -92,7 +92,7 @@ def main() -> None:
         ui.explain()
         busy = measure(app, window.view, args.seconds, lambda: ui.controller.busy)
         ui.cancel()
-        ui.controller.shutdown()
+        ui.shutdown()
         window.close()
 
     print(f"event-loop latency and window/level repaint, {TICK_MS} ms ticks; torch threads {engine_threads()}"

@@ -62,23 +62,22 @@ def application() -> QApplication:
 
 
 def wait_for_explanation(app: QApplication, ui: ExplanationUi, method: str) -> bool:
-    """Run one explanation and its trust figures to the end, for a screenshot of the result."""
-    finished: list[object] = []
-    ui.trust_finished.connect(finished.append)
-    ui.controller.failed.connect(lambda _message: finished.append(None))
+    """Run one explanation session (the map and its trust figures) to the end, for a screenshot of the result."""
     index = ui.panel.method.findData(method)
     if index < 0:
         names = ", ".join(ui.panel.method.itemData(k) for k in range(ui.panel.method.count()))
         ui.panel.status.setText(f"there is no method {method!r}; choose one of {names}")
         return False
     ui.panel.method.setCurrentIndex(index)
+    stopped: list[bool] = []
+    ui.controller.idle.connect(lambda: stopped.append(True))
     ui.explain()
     if not ui.controller.busy:  # nothing started: no model, no image, or bad parameters
         return False
-    while not finished:
+    while not stopped:
         app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 50)
     app.processEvents()
-    return finished[0] is not None
+    return ui.outcome is not None and ui.outcome.final is not None
 
 
 def run_gui(paths: list[str], screenshot: str | None = None, explain: str | None = None,
@@ -106,7 +105,7 @@ def run_gui(paths: list[str], screenshot: str | None = None, explain: str | None
         if targets:
             window.open_paths(targets)
         code = app.exec()
-        ui.controller.shutdown()
+        ui.shutdown()
         return code
 
     with tempfile.TemporaryDirectory() as folder:
@@ -121,7 +120,7 @@ def run_gui(paths: list[str], screenshot: str | None = None, explain: str | None
         for _ in range(5):  # deliver the thumbnails and let layout and painting settle
             app.processEvents()
         saved = window.grab().save(screenshot, "PNG")
-        ui.controller.shutdown()
+        ui.shutdown()
         window.close()
     if not explained:
         print(f"error: the explanation did not finish: {ui.panel.status.text()}", file=sys.stderr)

@@ -32,10 +32,17 @@ from PySide6.QtWidgets import (
 )
 
 from explain.baselines import BASELINE_NAMES, parse_baseline
-from explain.methods import CHOICES, IMAGE_OR_VALUE, METHODS, Method
+from explain.method import Method
+from explain.methods import METHODS
 from explain.model_card import ModelCard
+from explain.model_file import LoadedModel
+from explain.session import REMOVALS, ExplanationSettings
 from exports.heat_colours import heat_table
 
+#: Beside each label while the model scores the image on show.
+PENDING = "  · scoring…"
+#: How each choice of what the trust figures remove pixels to reads in the panel.
+REMOVAL_TEXT = {"baseline": "the method's baseline", "blur": "a blur of the image"}
 #: Limits of the numeric parameter boxes; generous, the engine checks what really fits.
 INT_RANGE = (0, 100_000)
 FLOAT_RANGE = (-1e6, 1e6)
@@ -64,17 +71,16 @@ class ParameterForm(QWidget):
             self.editors[field.name] = editor
             layout.addRow(field.name.replace("_", " ").capitalize(), editor)
 
-    @staticmethod
-    def _editor(name: str, default: Any) -> QWidget:
-        if name in IMAGE_OR_VALUE:
+    def _editor(self, name: str, default: Any) -> QWidget:
+        if name in self.method.image_or_value:
             box = QComboBox()
             box.setEditable(True)
             box.addItems(list(dict.fromkeys([str(default), *BASELINE_NAMES, "0.0"])))
             box.setToolTip("A value in model-input space, the image's mean, or a blurred copy")
             return box
-        if name in CHOICES:
+        if name in self.method.choices:
             box = QComboBox()
-            box.addItems(list(CHOICES[name]))
+            box.addItems(list(self.method.choices[name]))
             box.setCurrentText(str(default))
             return box
         if isinstance(default, bool):
@@ -101,7 +107,7 @@ class ParameterForm(QWidget):
         """The method's parameter object for what the editors show; ``ValueError`` if malformed."""
         values: dict[str, Any] = {}
         for name, editor in self.editors.items():
-            if name in IMAGE_OR_VALUE:
+            if name in self.method.image_or_value:
                 values[name] = parse_baseline(editor.currentText().strip())
             elif isinstance(editor, QCheckBox):
                 values[name] = editor.isChecked()
@@ -133,11 +139,21 @@ class ExplainPanel(QWidget):
         for method in METHODS.values():
             self.method.addItem(method.title, method.name)
             self.forms.addWidget(ParameterForm(method))
-        self.method.currentIndexChanged.connect(self._show_form)
-        self._show_form(0)
         self.fast = QCheckBox("Fast mode (half precision)")
         self.fast.setToolTip("bfloat16 on the CPU, float16 on a GPU: several times faster where the hardware "
                              "supports it; the map differs slightly from the exact one")
+        self.batch_size = QSpinBox()
+        self.batch_size.setRange(0, 4096)
+        self.batch_size.setSpecialValueText("tuned while running")
+        self.batch_size.setToolTip("Inputs scored at once; any size gives the same map")
+        self.trust_figures = QCheckBox("Trust figures after the map")
+        self.trust_figures.setChecked(True)
+        self.removal = QComboBox()
+        for removal in REMOVALS:
+            self.removal.addItem(REMOVAL_TEXT[removal], removal)
+        self.removal.setToolTip("What the trust figures replace removed pixels with")
+        self.trust_figures.toggled.connect(self.removal.setEnabled)
+        self.sanity = QCheckBox("Sanity check too (costs a second explanation)")
         self.explain_button = QPushButton("Explain")
         self.explain_button.setDefault(True)
         self.explain_button.clicked.connect(self.explain_requested)
@@ -150,12 +166,13 @@ class ExplainPanel(QWidget):
         self.status.setWordWrap(True)
         self.show_heat = QCheckBox("Show heatmap (H)")
         self.show_heat.setChecked(True)
-        self.show_segments = QCheckBox("Show superpixels (LIME)")
-        self.show_segments.setToolTip("Outline the regions LIME switched on and off")
+        self.show_outlines = QCheckBox("Show regions")
+        self.method.currentIndexChanged.connect(self._show_form)
+        self._show_form(0)
         self.opacity = self._slider(60)
         self.threshold = self._slider(10)
         self.colour_bar = ColourBar()
-        for control in (self.show_heat, self.show_segments):
+        for control in (self.show_heat, self.show_outlines):
             control.toggled.connect(self.overlay_changed)
         for slider in (self.opacity, self.threshold):
             slider.valueChanged.connect(self.overlay_changed)
@@ -179,7 +196,13 @@ class ExplainPanel(QWidget):
         method_layout = QVBoxLayout(method_box)
         method_layout.addWidget(self.method)
         method_layout.addWidget(self.forms)
-        method_layout.addWidget(self.fast)
+        run_layout = QFormLayout()
+        run_layout.addRow(self.fast)
+        run_layout.addRow("Batch size", self.batch_size)
+        run_layout.addRow(self.trust_figures)
+        run_layout.addRow("Remove pixels to", self.removal)
+        run_layout.addRow(self.sanity)
+        method_layout.addLayout(run_layout)
         buttons = QHBoxLayout()
         buttons.addWidget(self.explain_button)
         buttons.addWidget(self.cancel_button)
@@ -189,7 +212,7 @@ class ExplainPanel(QWidget):
         overlay_box = QGroupBox("Overlay")
         overlay_layout = QFormLayout(overlay_box)
         overlay_layout.addRow(self.show_heat)
-        overlay_layout.addRow(self.show_segments)
+        overlay_layout.addRow(self.show_outlines)
         overlay_layout.addRow(self.colour_bar)
         overlay_layout.addRow("Opacity", self.opacity)
         overlay_layout.addRow("Threshold", self.threshold)
@@ -205,6 +228,11 @@ class ExplainPanel(QWidget):
             self.forms.widget(page).setSizePolicy(policy, policy)
         self.forms.setCurrentIndex(index)
         self.forms.adjustSize()
+        outlines = self.current_method().outlines
+        self.show_outlines.setEnabled(outlines is not None)
+        self.show_outlines.setText(f"Show {outlines.title}" if outlines else "Show regions")
+        self.show_outlines.setToolTip(f"Outline the {outlines.title} {self.current_method().title} worked on"
+                                      if outlines else "This method works on no regions to outline")
 
     def set_model(self, card: ModelCard | None, detail: str = "") -> None:
         """Show the model's name; the target list follows its labels."""
@@ -219,15 +247,32 @@ class ExplainPanel(QWidget):
     def set_probabilities(self, probabilities: list[float] | None) -> None:
         """Put the model's probability for the current image beside each label."""
         for index in range(self.target.count()):
-            label = self.target.itemText(index).split("  (")[0]
+            label = self._label(index)
             text = label if probabilities is None else f"{label}  ({probabilities[index]:.2f})"
             self.target.setItemText(index, text)
+
+    def set_probabilities_pending(self) -> None:
+        """Say that the image on show is being scored, so no label shows another image's probability."""
+        for index in range(self.target.count()):
+            self.target.setItemText(index, f"{self._label(index)}{PENDING}")
+
+    def _label(self, index: int) -> str:
+        return self.target.itemText(index).split("  (")[0].removesuffix(PENDING)
 
     def method_name(self) -> str:
         return str(self.method.currentData())
 
+    def current_method(self) -> Method:
+        return METHODS[self.method_name()]
+
     def parameters(self) -> Any:
         return self.forms.currentWidget().values()
+
+    def settings(self, model: LoadedModel) -> ExplanationSettings:
+        """Everything chosen here for an explanation with ``model``; ValueError if a parameter is malformed."""
+        return ExplanationSettings(self.current_method(), self.parameters(), model, self.target_index(),
+                                   trust=self.trust_figures.isChecked(), removal=str(self.removal.currentData()),
+                                   sanity=self.sanity.isChecked(), batch_size=self.batch_size.value() or None)
 
     def target_index(self) -> int:
         return self.target.currentIndex()

@@ -1,22 +1,23 @@
-"""Explanations in the viewer: the panels, the background worker and the overlay, wired together.
+"""Explanations in the viewer: the panels, the background workers and the overlay, wired together.
 
-The reader keeps reading while a heatmap builds up: the worker thread computes, this object
-turns each (throttled) update into an overlay on the frame it was asked for, and anything that
-changes what is on screen (another image, series or model) cancels the job first, so a map
-never lands on an image it was not made for. Once a map is final, its trust figures follow in
-the background the same way, and the sanity check runs when asked for.
+The reader keeps reading while a heatmap builds up: a worker thread runs the explanation
+session (:mod:`explain.session`, the same one the command line runs), this object turns each
+(throttled) step into an overlay on the frame it was asked for, and anything that changes what
+is on screen (another image, series or model) cancels the job first, so a map never lands on an
+image it was not made for. The trust figures follow the map within the same session; the sanity
+check runs when asked for. The model never runs on the GUI thread: the label probabilities of
+the image on show are scored by a second worker, the latest image winning.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-import torch
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QFileDialog, QFrame, QScrollArea, QWidget
 from skimage.segmentation import find_boundaries
@@ -25,15 +26,14 @@ from dicom.image import FrameImage
 from dicom.model_input import model_unit_image
 from dicom.series import Frame
 from explain.devices import DeviceError, describe, pick_device
-from explain.engine import Update
-from explain.lime import superpixels
-from explain.methods import METHODS
+from explain.engine import CancelToken, Update
+from explain.method import Method
 from explain.model_file import LoadedModel, ModelLoadError, load_model
 from explain.preprocessing import to_model_input
-from explain.sanity import sanity_check
-from explain.trust import TrustUpdate, trust_figures, verdict
+from explain.session import ExplanationRequest, Outcome, Step, probability_steps, run_session, sanity_steps
+from explain.trust import TrustUpdate
+from exports.explained import Explained
 from exports.heat_colours import heat_levels, heat_lut
-from exports.trust_text import SCALE_UNITS
 from viewer.explain_panel import ExplainPanel
 from viewer.explain_worker import ExplainController, Job
 from viewer.export_actions import ExportActions
@@ -64,29 +64,36 @@ def scrolling(panel: QWidget) -> QScrollArea:
 
 @dataclass(frozen=True, eq=False)
 class Explanation:
-    """One explanation as asked for: enough to repeat it (sanity check) or test it (trust)."""
+    """One explanation as asked for: the session's request and the image it was made from."""
 
-    method: str
-    params: Any
-    model: LoadedModel
-    model_input: torch.Tensor
-    target: int
-    frame: Frame
-
-    def run(self, model: LoadedModel, cancel: Any) -> Any:
-        """The method's generator, on this or another model (the sanity check's randomized one)."""
-        return METHODS[self.method].run(model, self.model_input, self.target, self.params, cancel=cancel)
+    request: ExplanationRequest
+    image: FrameImage
 
     @property
-    def label(self) -> str:
-        return self.model.card.labels[self.target]
+    def frame(self) -> Frame:
+        return self.image.frame
+
+    @property
+    def model(self) -> LoadedModel:
+        return self.request.settings.model
+
+    @property
+    def method(self) -> Method:
+        return self.request.settings.method
 
 
 class ExplanationUi(QObject):
-    """Adds the explanation and trust docks to a main window and runs their jobs."""
+    """Adds the explanation and trust docks to a main window and runs their jobs.
+
+    ``explanation_finished`` carries the final map's update and ``trust_finished`` the trust
+    figures' update; ``explained`` carries the finished explanation as one immutable
+    :class:`~exports.explained.Explained` each time a stage completes, and None when the
+    explanation on screen is forgotten.
+    """
 
     explanation_finished = Signal(object)  # Update
     trust_finished = Signal(object)  # TrustUpdate
+    explained = Signal(object)  # Explained | None
 
     def __init__(self, window: MainWindow, model_path: Path | None = None, device: str = "auto") -> None:
         super().__init__(window)
@@ -100,12 +107,13 @@ class ExplanationUi(QObject):
         window.tabifyDockWidget(window.tags_dock, self.dock)
         self.dock.raise_()
         self.controller = ExplainController(self)
+        self.scoring = ExplainController(self)
         self.segment_outlines = pg.ImageItem()
         self.segment_outlines.setZValue(2)
         window.view.box.addItem(self.segment_outlines, ignoreBounds=True)
         self.model: LoadedModel | None = None
         self.current: Explanation | None = None
-        self.final: Update | None = None
+        self.outcome: Outcome | None = None
         self.levels: tuple[float, float] | None = None
         self.heat: np.ndarray | None = None
         self.started = 0.0
@@ -126,10 +134,18 @@ class ExplanationUi(QObject):
         self.controller.finished.connect(self._on_finished)
         self.controller.failed.connect(self._on_failed)
         self.controller.idle.connect(lambda: self.panel.set_running(False))
-        QApplication.instance().aboutToQuit.connect(self.controller.shutdown)
-        self.exports = ExportActions(window, self)
+        self.scoring.finished.connect(lambda _stage, update: self.panel.set_probabilities(list(update.values)))
+        self.scoring.failed.connect(self._on_scoring_failed)
+        QApplication.instance().aboutToQuit.connect(self.shutdown)
+        self.exports = ExportActions(window, self.panel)
+        self.explained.connect(self.exports.set_explained)
         if model_path is not None:
             self.open_model(model_path)
+
+    def shutdown(self) -> None:
+        """Stop both workers and wait for their threads; safe to repeat."""
+        self.controller.shutdown()
+        self.scoring.shutdown()
 
     # --- model
 
@@ -159,15 +175,27 @@ class ExplanationUi(QObject):
             self.open_model(Path(path))
 
     def update_probabilities(self) -> None:
-        """Score the image on show, so the target list says what the model thinks of it."""
-        image = self.window.view.image
-        if self.model is None or image is None or image.is_colour:
+        """Have the image on show scored in the background, so the target list says what the model thinks.
+
+        A newer image supersedes a request still waiting; until the scores arrive the list says
+        they are pending.
+        """
+        image, model = self.window.view.image, self.model
+        generation = self.scoring.next_generation()
+        if model is None or image is None or image.is_colour:
             self.panel.set_probabilities(None)
             return
-        with torch.inference_mode():
-            x = to_model_input(model_unit_image(image, self.model.card.window), self.model.card.input).to(self.model.device)
-            probabilities = self.model.probabilities(x[None])[0].cpu().tolist()
-        self.panel.set_probabilities(probabilities)
+        self.panel.set_probabilities_pending()
+
+        def work(cancel: CancelToken) -> Iterator[Step]:
+            x = to_model_input(model_unit_image(image, model.card.window), model.card.input)
+            return probability_steps(model, x)
+
+        self.scoring.start(Job(generation, "scoring", work))
+
+    def _on_scoring_failed(self, message: str) -> None:
+        self.panel.set_probabilities(None)
+        self._say(message)
 
     # --- jobs
 
@@ -177,28 +205,21 @@ class ExplanationUi(QObject):
         if self.model is None or image is None:
             self._say("Open an image and a model first")
             return
+        card = self.model.card
         try:
-            params = self.panel.parameters()
-            x = to_model_input(model_unit_image(image, self.model.card.window), self.model.card.input)
+            settings = self.panel.settings(replace(self.model, fast=self.panel.fast.isChecked()))
+            x = to_model_input(model_unit_image(image, card.window), card.input)
         except (ValueError, TypeError) as error:
             self._say(str(error))
             return
-        model = replace(self.model, fast=self.panel.fast.isChecked())
-        explanation = Explanation(self.panel.method_name(), params, model, x, self.panel.target_index(), image.frame)
+        explanation = Explanation(ExplanationRequest(settings, x), image)
         self._forget_explanation()
-        self.current, self.started = explanation, time.perf_counter()
+        self.current, self.outcome, self.started = explanation, Outcome(explanation.request), time.perf_counter()
         self.panel.set_running(True)
         self.panel.set_progress(0.0, 0.0)
-        self._say(f"{METHODS[explanation.method].title} running on {describe(self.model.device)}{precision(model)}…")
+        self._say(f"{settings.method.title} running on {describe(self.model.device)}{precision(settings.model)}…")
         self.controller.start(Job(self.controller.next_generation(), "explanation",
-                                  lambda cancel: explanation.run(explanation.model, cancel)))
-
-    def _start_trust(self, explanation: Explanation, final: Update) -> None:
-        """Figures for the finished map, against the method's own baseline."""
-        removed = METHODS[explanation.method].baseline(explanation.model_input, explanation.params)
-        exact = replace(explanation.model, fast=False)  # the figures judge the map with the exact model
-        self.controller.start(Job(self.controller.next_generation(), "trust", lambda cancel: trust_figures(
-            exact, explanation.model_input, explanation.target, final.heatmap, removed, cancel=cancel)))
+                                  lambda cancel: run_session(explanation.request, cancel)))
 
     def run_sanity_check(self) -> None:
         """Repeat the explanation on a randomized model; costs as much as the explanation.
@@ -207,13 +228,13 @@ class ExplanationUi(QObject):
         winding down then is theirs, already done: it is superseded, not waited for (waiting
         made a quick click do nothing).
         """
-        explanation, final = self.current, self.final
-        if explanation is None or final is None:
+        explanation, outcome = self.current, self.outcome
+        if explanation is None or outcome is None or outcome.final is None:
             return
         self.trust.sanity_button.setEnabled(False)
         self.panel.set_running(True)
-        self.controller.start(Job(self.controller.next_generation(), "sanity", lambda cancel: sanity_check(
-            explanation.model, final.heatmap, explanation.run, cancel)))
+        self.controller.start(Job(self.controller.next_generation(), "sanity check",
+                                  lambda cancel: sanity_steps(explanation.request, outcome.final, cancel)))
 
     def cancel(self) -> None:
         if self.controller.busy:
@@ -221,40 +242,40 @@ class ExplanationUi(QObject):
         self.controller.cancel()
         self.panel.set_running(False)
 
-    def _on_progress(self, kind: str, update: Update | TrustUpdate) -> None:
-        if kind == "explanation":
+    def _on_progress(self, stage: str, update: Update | TrustUpdate) -> None:
+        if stage == "explanation":
             self.panel.set_progress(update.progress, time.perf_counter() - self.started)
             self._show(update)
         else:
-            self.trust.set_progress(update.progress, "Sanity check" if kind == "sanity" else "Trust figures")
+            self.trust.set_progress(update.progress, "Sanity check" if stage == "sanity" else "Trust figures")
 
-    def _on_finished(self, kind: str, update: Update | TrustUpdate) -> None:
+    def _on_finished(self, stage: str, update: Update | TrustUpdate) -> None:
         explanation = self.current
-        if explanation is None:
+        if explanation is None or self.outcome is None:
             return
-        if kind == "explanation":
+        self.outcome = self.outcome.after(Step(stage, update))
+        if stage == "explanation":
             self._finish_explanation(explanation, update)
-        elif kind == "trust":
-            figures = {**self.final.figures, **update.figures}
-            self.trust.show_figures(verdict(figures, explanation.label), figures, update.curves)
-            self.panel.set_running(False)
+        elif stage == "trust":
+            self.trust.show_figures(self.outcome.verdict, {**self.outcome.final.figures, **self.outcome.trust},
+                                    self.outcome.curves)
             self.trust_finished.emit(update)
         else:
             self.trust.show_sanity(update.figures)
-            self.panel.set_running(False)
+        self.explained.emit(Explained(explanation.image, self.outcome))
 
     def _finish_explanation(self, explanation: Explanation, update: Update) -> None:
         elapsed = time.perf_counter() - self.started
         self.panel.set_progress(1.0, elapsed)
         self._show(update)
-        self.final = update
         score = update.figures.get("score")
         detail = f" (probability {score:.2f})" if score is not None else ""
-        self._say(f"Done in {elapsed:.1f} s, {update.evaluations} model evaluations{precision(explanation.model)}: "
-                  f"{explanation.label}{detail}")
+        settings = explanation.request.settings
+        self._say(f"Done in {elapsed:.1f} s, {update.evaluations} model evaluations{precision(settings.model)}: "
+                  f"{settings.label}{detail}")
         self.explanation_finished.emit(update)
-        self.trust.set_progress(0.0, "Trust figures")
-        self._start_trust(explanation, update)
+        if settings.trust:
+            self.trust.set_progress(0.0, "Trust figures")
 
     def _on_failed(self, message: str) -> None:
         self._say(message)
@@ -279,25 +300,26 @@ class ExplanationUi(QObject):
 
     def redraw(self) -> None:
         """Draw the current map with the panel's opacity and threshold."""
-        self.draw_segments()
+        self.draw_outlines()
         if self.heat is None or self.levels is None:
             return
         lut = heat_lut(self.panel.opacity_value(), self.panel.threshold_value())
         self.window.view.show_heatmap(self.heat, self.levels, lut)
         self.window.view.set_overlay_visible(self.panel.show_heat.isChecked())
-        unit = SCALE_UNITS.get(self.current.method, "") if self.current else ""
+        unit = self.current.method.units if self.current else ""
         if self.current and self.current.model.fast:
             unit += " (fast mode)"
         self.panel.colour_bar.set_levels(self.levels, unit)
 
-    def draw_segments(self) -> None:
-        """Outline LIME's superpixels on the image's own pixels, when asked and relevant."""
+    def draw_outlines(self) -> None:
+        """Outline the regions the method worked on (LIME's superpixels), on the image's own pixels."""
         explanation, image = self.current, self.window.view.image
-        wanted = self.panel.show_segments.isChecked() and explanation is not None and explanation.method == "lime"
-        if not wanted or image is None or image.frame is not explanation.frame:
+        outlines = explanation.method.outlines if explanation is not None else None
+        if (outlines is None or not self.panel.show_outlines.isChecked() or image is None
+                or image.frame is not explanation.frame):
             self.segment_outlines.clear()
             return
-        labels = superpixels(explanation.model_input, explanation.params)
+        labels = outlines.labels(explanation.request.model_input, explanation.request.settings.params)
         rows, columns = image.stored.shape[:2]
         on_image = labels[np.arange(rows) * labels.shape[0] // rows][:, np.arange(columns) * labels.shape[1] // columns]
         outline = np.zeros((rows, columns, 4), dtype=np.uint8)
@@ -306,12 +328,13 @@ class ExplanationUi(QObject):
         self.segment_outlines.setRect(self.window.view.image_rect())
 
     def _forget_explanation(self) -> None:
-        """Nothing explained on screen: no overlay, no figures."""
-        self.current, self.final, self.heat, self.levels = None, None, None, None
+        """Nothing explained on screen: no overlay, no figures, nothing to export."""
+        self.current, self.outcome, self.heat, self.levels = None, None, None, None
         self.window.view.overlay.clear()
         self.segment_outlines.clear()
         self.panel.colour_bar.set_levels(None)
         self.trust.clear()
+        self.explained.emit(None)
 
     def _on_frame_shown(self, frame: Frame) -> None:
         """Another image is on show: whatever ran or was shown was for the old one."""

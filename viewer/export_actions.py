@@ -9,29 +9,17 @@ says why in one line in the status bar and changes nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog
 
-from explain.engine import Update
-from explain.methods import METHODS
-from explain.trust import TrustUpdate, verdict
-from exports.dicom_objects import (
-    ExportedExplanation,
-    ExportError,
-    explanation_to_export,
-    write_parametric_map,
-    write_secondary_capture,
-)
+from exports.dicom_objects import ExportedExplanation, ExportError, write_parametric_map, write_secondary_capture
+from exports.explained import Explained
 from exports.key_image_report import write_report
-from exports.trust_text import SCALE_UNITS
+from viewer.explain_panel import ExplainPanel
 from viewer.main_window import MainWindow
-
-if TYPE_CHECKING:
-    from viewer.explanation_ui import ExplanationUi
 
 DEIDENTIFY_KEY = "export/deidentify"
 FOLDER_KEY = "export/folder"
@@ -46,12 +34,16 @@ KINDS: dict[str, tuple[str, str, str, Writer]] = {
 
 
 class ExportActions(QObject):
-    """The Export submenu of a main window, fed by the explanation side of the viewer."""
+    """The Export submenu of a main window, fed finished explanations through :meth:`set_explained`.
 
-    def __init__(self, window: MainWindow, ui: ExplanationUi) -> None:
+    The panel gives the overlay's opacity and threshold at the time of export, so a burned-in
+    picture looks as the reader has it on screen.
+    """
+
+    def __init__(self, window: MainWindow, panel: ExplainPanel) -> None:
         super().__init__(window)
-        self.window, self.ui = window, ui
-        self._trust: tuple[Update, Mapping[str, float]] | None = None
+        self.window, self.panel = window, panel
+        self.explained: Explained | None = None
         menu = window.export_menu
         self.actions = {kind: menu.addAction(f"{name[0].upper()}{name[1:]} ({pattern.split()[0]})…",
                                              lambda _=False, k=kind: self.export(k))
@@ -64,8 +56,6 @@ class ExportActions(QObject):
         self.deidentify.setChecked(str(window.settings.value(DEIDENTIFY_KEY, "true")).lower() == "true")
         self.deidentify.toggled.connect(lambda on: window.settings.setValue(DEIDENTIFY_KEY, "true" if on else "false"))
         menu.aboutToShow.connect(self.update_enabled)
-        ui.explanation_finished.connect(self.update_enabled)
-        ui.trust_finished.connect(self._remember_trust)
         window.frame_shown.connect(self.update_enabled)
         self.update_enabled()
 
@@ -75,26 +65,18 @@ class ExportActions(QObject):
             action.setEnabled(on_screen)
         self.view_action.setEnabled(self.window.view.image is not None)
 
-    def _remember_trust(self, update: TrustUpdate) -> None:
-        if self.ui.final is not None:
-            self._trust = (self.ui.final, update.figures)
+    def set_explained(self, explained: Explained | None) -> None:
+        """The latest finished explanation (None once it is forgotten), with every stage done so far."""
+        self.explained = explained
+        self.update_enabled()
 
     def on_screen(self) -> ExportedExplanation | None:
         """The final explanation on show, as the reader sees it; None when there is none."""
-        ui, image = self.ui, self.window.view.image
-        explanation, final = ui.current, ui.final
-        if explanation is None or final is None or image is None or image.frame is not explanation.frame:
+        explained, image, view = self.explained, self.window.view.image, self.window.view
+        if explained is None or image is None or image.frame is not explained.frame:
             return None
-        figures = {key: value for key, value in final.figures.items() if key != "score"}
-        sentence = ""
-        if self._trust is not None and self._trust[0] is final:
-            figures.update(self._trust[1])
-            sentence = verdict({**final.figures, **self._trust[1]}, explanation.label)
-        return explanation_to_export(
-            image, final.heatmap, method=METHODS[explanation.method].title, model_name=explanation.model.card.name,
-            target=explanation.label, score=final.figures["score"], units=SCALE_UNITS.get(explanation.method, ""),
-            figures=figures, verdict=sentence, voi=self.window.view.voi, invert=self.window.view.inverted,
-            opacity=ui.panel.opacity_value(), threshold=ui.panel.threshold_value())
+        return explained.for_export(voi=view.voi, invert=view.inverted, opacity=self.panel.opacity_value(),
+                                    threshold=self.panel.threshold_value())
 
     # --- exporting
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from captum.attr import IntegratedGradients
 
-from explain.baselines import baseline_image
+from explain.baselines import baseline_image, broad_blur_sigma
 from explain.engine import CancelToken
 from explain.integrated_gradients import (
     IntegratedGradientsParams,
@@ -36,15 +36,21 @@ def final(model, x, params, **options):
     return list(integrated_gradients(model, x, 1, params, **options))[-1]
 
 
+def captum_integrated_gradients(model, x, target, params):
+    """Captum's integrated gradients with our rule, steps and baseline."""
+    reference = baseline_image(x, params.baseline, blur_sigma=broad_blur_sigma(x))
+    return IntegratedGradients(lambda batch: model.probabilities(batch)).attribute(
+        x[None], baselines=reference[None], target=target, n_steps=params.steps, method=params.rule,
+        internal_batch_size=5,
+    )[0].detach().numpy()
+
+
 @pytest.mark.parametrize("rule", ["gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_right"])
 @pytest.mark.parametrize("baseline", [0.0, -2.0, "blur"])
 def test_final_attribution_equals_captum(cnn, image, rule, baseline):
     params = IntegratedGradientsParams(steps=24, rule=rule, baseline=baseline)
     ours = final(cnn, image, params)
-    reference = baseline_image(image, baseline, blur_sigma=56 / 16)
-    expected = IntegratedGradients(lambda batch: cnn.probabilities(batch)).attribute(
-        image[None], baselines=reference[None], target=1, n_steps=24, method=rule, internal_batch_size=5,
-    )[0].detach().numpy()
+    expected = captum_integrated_gradients(cnn, image, 1, params)
     assert np.abs(expected).max() > 1e-5
     assert ours.attribution.dtype == np.float32 and ours.attribution.shape == (1, 40, 56)
     np.testing.assert_allclose(ours.attribution, expected, rtol=1e-5, atol=1e-9)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -79,17 +81,21 @@ def test_a_failing_model_reports_one_line(qtbot, controller, model):
     assert failed.args[0].startswith("The explanation failed:") and "\n" not in failed.args[0]
 
 
-def test_a_job_superseded_while_it_waited_never_runs(qtbot, controller, tmp_path):
-    slow = load_model(export_model(SmallCnn(), card_for(64, 64), tmp_path), CPU)
-    started = []
+def test_a_job_superseded_while_it_waited_never_runs(qtbot, controller, model):
+    release, started = threading.Event(), []
 
-    def work(cancel):
+    def busy(cancel):
+        release.wait(20)  # holds the worker thread while the next jobs queue up behind it
+        yield from ()
+
+    def waiting(cancel):
         started.append(True)
         yield from ()
 
-    controller.start(request_for(controller, slow, torch.randn(1, 64, 64), OcclusionParams(2, 1, 0.0), 1))
-    waiting = Job(controller.next_generation(), "probabilities", work)  # cancels the first job
-    controller.start(waiting)
+    controller.start(Job(controller.next_generation(), "busy", busy))
+    controller.start(Job(controller.next_generation(), "probabilities", waiting))
+    latest = request_for(controller, model, torch.ones(1, 32, 40))  # supersedes the waiting job
+    controller.start(latest)
     with qtbot.waitSignal(controller.finished, timeout=20000) as finished:
-        controller.start(request_for(controller, slow, torch.randn(1, 64, 64)))  # supersedes the waiting one
+        release.set()
     assert finished.args[0] == "explanation" and started == []

@@ -17,7 +17,7 @@ BOX = (8, 24, 30, 50)  # rows 8-24, columns 30-50 of the 48 x 64 model input
 def ui(window, tmp_path):
     ui = ExplanationUi(window, export_model(RegionDetector(BOX), card_for(48, 64), tmp_path / "model"))
     yield ui
-    ui.controller.shutdown()
+    ui.shutdown()
 
 
 def explain_and_wait(qtbot, ui):
@@ -83,7 +83,7 @@ def test_moving_to_another_image_cancels_and_no_stale_map_appears(qtbot, window,
         assert window.view.overlay.image is None, "the old image's map never reaches the new image"
         assert ui.panel.explain_button.isEnabled() and not ui.panel.cancel_button.isEnabled()
     finally:
-        ui.controller.shutdown()
+        ui.shutdown()
 
 
 def test_a_bad_model_file_keeps_the_current_model(qtbot, window, ui, tmp_path):
@@ -136,10 +136,10 @@ def test_lime_superpixels_are_outlined_on_request(qtbot, window, ui, tmp_path):
     ui.panel.forms.currentWidget().editors["samples"].setValue(120)
     explain_and_wait(qtbot, ui)
     assert ui.segment_outlines.image is None
-    ui.panel.show_segments.setChecked(True)
+    ui.panel.show_outlines.setChecked(True)
     outline = ui.segment_outlines.image
     assert outline.shape == (96, 128, 4) and 0.02 < (outline[..., 3] > 0).mean() < 0.5
-    ui.panel.show_segments.setChecked(False)
+    ui.panel.show_outlines.setChecked(False)
     assert ui.segment_outlines.image is None
 
 
