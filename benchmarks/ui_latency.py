@@ -30,11 +30,14 @@ keep_freed_memory()  # as main.py does, before Qt and torch start threads
 TICK_MS = 10
 
 
-def measure(app, view, seconds: float, keep_going) -> tuple[list[float], list[float]]:
-    """Tick lateness and window/level repaint time, in ms, for ``seconds`` or until done."""
+def tick_lateness(app, seconds: float, keep_going, on_tick=None) -> list[float]:
+    """How late, in ms, each tick of a 10 ms GUI-thread timer fires, for ``seconds`` or until done.
+
+    ``on_tick``, when given, runs at every tick, as the work a reader's input would cause.
+    """
     from PySide6.QtCore import QElapsedTimer, QTimer
 
-    lateness, repaint = [], []
+    lateness = []
     clock = QElapsedTimer()
     clock.start()
     last = [clock.elapsed()]
@@ -45,10 +48,8 @@ def measure(app, view, seconds: float, keep_going) -> tuple[list[float], list[fl
         now = clock.elapsed()
         lateness.append(max(now - last[0] - TICK_MS, 0))
         last[0] = now
-        started = time.perf_counter()
-        view.adjust_window(1 if len(repaint) % 20 < 10 else -1, 0)
-        view.viewport().repaint()
-        repaint.append((time.perf_counter() - started) * 1000)
+        if on_tick is not None:
+            on_tick()
 
     timer.timeout.connect(tick)
     timer.start()
@@ -56,7 +57,20 @@ def measure(app, view, seconds: float, keep_going) -> tuple[list[float], list[fl
     while time.perf_counter() < deadline and keep_going():
         app.processEvents()
     timer.stop()
-    return lateness, repaint
+    return lateness
+
+
+def measure(app, view, seconds: float, keep_going) -> tuple[list[float], list[float]]:
+    """Tick lateness and window/level repaint time, in ms, for ``seconds`` or until done."""
+    repaint = []
+
+    def window_level() -> None:
+        started = time.perf_counter()
+        view.adjust_window(1 if len(repaint) % 20 < 10 else -1, 0)
+        view.viewport().repaint()
+        repaint.append((time.perf_counter() - started) * 1000)
+
+    return tick_lateness(app, seconds, keep_going, window_level), repaint
 
 
 def summary(values: list[float]) -> str:

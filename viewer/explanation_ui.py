@@ -342,6 +342,8 @@ class ExplanationUi(QObject):
             self.controller.next_generation()
             self.panel.set_running(False)
             self._forget_explanation()
+        if self.model is not None:
+            self.panel.set_probabilities_pending()  # the last image's scores are not this one's
         self._probabilities_timer.start()
 
     def _sync_checkbox(self, visible: bool) -> None:

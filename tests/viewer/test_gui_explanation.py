@@ -180,3 +180,59 @@ def test_fast_mode_is_labelled_and_the_trust_figures_use_the_exact_model(qtbot, 
     ui.panel.fast.setChecked(False)
     explain_and_wait(qtbot, ui)
     assert "fast mode" not in ui.panel.status.text() and "fast mode" not in ui.panel.colour_bar.unit.text()
+
+
+def test_the_model_never_runs_on_the_gui_thread_and_pending_scores_say_so(qtbot, window, ui, tmp_path, monkeypatch):
+    import threading
+
+    from explain.model_file import LoadedModel
+
+    threads = []
+    original = LoadedModel.probabilities
+
+    def recording(self, *args, **kwargs):
+        threads.append(threading.current_thread())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LoadedModel, "probabilities", recording)
+    folder = tmp_path / "ct"
+    write_ct_series(folder, 4, rows=48, cols=64)
+    window.open_paths([folder])
+    for _ in range(3):
+        window.step(1)
+        assert ui.panel.target.itemText(1).endswith("scoring…"), "no label shows the last image's score"
+    qtbot.waitUntil(lambda: "(" in ui.panel.target.itemText(1) and "scoring" not in ui.panel.target.itemText(1),
+                    timeout=10000)
+    with qtbot.waitSignal(ui.trust_finished, timeout=30000):
+        ui.explain()
+    assert threads and threading.main_thread() not in threads
+
+
+def test_the_panels_trust_options_reach_the_session(qtbot, window, ui, tmp_path):
+    from explain.session import ExplanationRequest, finish
+
+    window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=96, cols=128)])
+    ui.panel.removal.setCurrentIndex(ui.panel.removal.findData("blur"))
+    with qtbot.waitSignal(ui.trust_finished, timeout=30000) as trusted:
+        ui.explain()
+    request = ui.current.request
+    assert request.settings.removal == "blur"
+    expected = finish(ExplanationRequest(request.settings, request.model_input))
+    assert trusted.args[0].figures == expected.trust, "the viewer shows what the command line would print"
+    assert ui.exports.explained.outcome.trust == expected.trust
+
+    ui.panel.trust_figures.setChecked(False)
+    assert not ui.panel.removal.isEnabled()
+    trusted_again = []
+    ui.trust_finished.connect(trusted_again.append)
+    with qtbot.waitSignal(ui.controller.idle, timeout=30000):
+        ui.explain()
+    assert trusted_again == [] and ui.outcome.final is not None and ui.outcome.trust == {}
+    assert ui.exports.actions["parametric_map"].isEnabled(), "a map without figures can still be exported"
+
+
+def test_only_a_method_with_regions_offers_their_outlines(ui):
+    ui.panel.method.setCurrentIndex(ui.panel.method.findData("occlusion"))
+    assert not ui.panel.show_outlines.isEnabled()
+    ui.panel.method.setCurrentIndex(ui.panel.method.findData("lime"))
+    assert ui.panel.show_outlines.isEnabled() and ui.panel.show_outlines.text() == "Show superpixels"
