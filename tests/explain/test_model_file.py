@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from explain.model_file import ModelLoadError, load_model
 from tests.model_factory import SmallCnn, card_for, export_model
 
 CPU = torch.device("cpu")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class CreatesAFile:
@@ -154,3 +158,61 @@ def test_missing_devices_are_a_clear_message():
     with pytest.raises(DeviceError, match="unknown device"):
         pick_device("tpu")
     assert pick_device("auto").type in ("cpu", "cuda", "mps")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"input": {"height": 8, "width": 8, "channels": 1, "mean": [float("nan")], "std": [1]}}, "finite"),
+    ({"input": {"height": 8, "width": 8, "channels": 1, "mean": [0], "std": [float("inf")]}}, "finite"),
+    ({"window": [float("nan"), 400]}, "finite"), ({"window": [40, float("inf")]}, "finite"),
+    ({"input": {"height": 1e400, "width": 8, "channels": 1}}, "whole number from 1 to 4096"),
+    ({"input": {"height": 224.5, "width": 8, "channels": 1}}, "whole number"),
+    ({"input": {"height": 8, "width": 10**9, "channels": 1}}, "whole number from 1 to 4096"),
+    ({"input": {"height": 8, "width": 8, "channels": True}}, "whole number"),
+    ({"input": {"height": 8, "width": 8, "channels": "3"}}, "whole number"),
+    ({"labels": ["x" * 5000, "b"]}, "at most 200 characters"), ({"labels": [str(k) for k in range(5000)]}, "1000"),
+    ({"labels": ["a", "a"]}, "different"), ({"name": {"nested": 1}}, "'name' must be text"),
+    ({"window": [1, 2, 3]}, "window"), ({"input": {"height": 8, "width": 8, "channels": 1, "mean": "0.5"}}, "mean"),
+])
+def test_every_card_field_has_a_type_and_a_finite_range(change, message):
+    data = {**card_for(8, 8).to_dict(), **change}
+    with pytest.raises(ModelCardError, match=message):
+        ModelCard.from_dict(data)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"labels": ["a", "b"], "activation": "softmax", "input": {"height": 8, "width": 8, "channels": 1, '
+     '"mean": [NaN], "std": [1]}}', "NaN, which is not a number"),
+    ('{"labels": ["a", "b"], "activation": "softmax", "input": {"height": 8, "width": 8, "channels": 1}, '
+     '"window": [40, Infinity]}', "Infinity, which is not a number"),
+    ('{"input": {"height": 1e400, "width": 8, "channels": 1}, "labels": ["a", "b"], "activation": "softmax"}',
+     "whole number"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"labels": ["' + "a" * (2 << 20) + '"]}', "larger than 1024 KiB"),
+])
+def test_hostile_card_files_are_refused_in_one_line(tmp_path, text, message):
+    path = tmp_path / "model.json"
+    path.write_text(text)
+    with pytest.raises(ModelCardError, match=message) as refused:
+        ModelCard.read(path)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("special", ["fifo", "endless device"])
+def test_a_card_that_is_not_a_regular_file_is_never_read(tmp_path, special):
+    path = tmp_path / "model.json"
+    if special == "fifo":
+        os.mkfifo(path)  # opening it for reading would wait for a writer forever
+    else:
+        path.symlink_to("/dev/zero")
+    with pytest.raises(ModelCardError, match="not a regular file"):
+        ModelCard.read(path)
+
+
+def test_a_model_whose_card_is_hostile_is_refused_by_the_command_line(model_path):
+    card = card_for(32, 32).to_dict()
+    card["input"]["mean"] = [float("nan")]
+    model_path.with_suffix(".json").write_text(json.dumps(card))
+    result = subprocess.run([sys.executable, str(ROOT / "main.py"), "explain", "--model", str(model_path)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "NaN" in result.stderr
+    assert "Traceback" not in result.stderr
