@@ -22,18 +22,21 @@ image's SOP instance, so a PACS files them with it. A projection radiograph has 
 reference, which a Parametric Map must have: it gets a new one, with the image's own pixel
 spacing and its Patient Orientation turned into direction cosines, at a nominal origin.
 
-``deidentify=True`` applies what the PS3.15 Basic Application Level Confidentiality Profile asks
-of the attributes these objects carry (names, IDs, dates, institutions, free text, private
-tags), replaces every non-standard UID by one derived from it with a secret of this process (so
-the exports of one session stay together) and records it in the object. Our own descriptions
-are kept, as the Clean Descriptors Option allows: we wrote them and they hold no patient data.
-A source with burned-in annotation is refused: its pixels may carry a name.
+``deidentify=True`` builds both objects from an allow-list of what they need of the source
+(:mod:`exports.deidentify`): pseudonymous UIDs and Patient ID, empty Type 2 names and dates, a
+few coded facts about the pixels, and geometry as numbers; nothing else of the source reaches
+highdicom. Our own descriptions are kept, as the Clean Descriptors Option allows: we wrote them
+and they hold no patient data. A source with burned-in annotation is refused: its pixels may
+carry a name.
+
+An identified export copies the source header, but no attribute whose sequences nest deeper
+than :data:`MAX_NESTING`: no real header does, and copying one would exhaust the stack.
 """
 
 from __future__ import annotations
 
 import copy
-import secrets
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -42,14 +45,24 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 from PIL import ImageCms
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
-from pydicom.uid import UID, generate_uid
+from pydicom.uid import generate_uid
 
 from dicom.image import FrameImage
 from dicom.pixels import Voi
 from dicom.series import frame_attribute, frame_count
 from explain.preprocessing import to_image_grid
+from exports.deidentify import (
+    deidentified_source,
+    finite_numbers,
+    has_burned_in_annotation,
+    mark_deidentified,
+    pseudonymous_patient_id,
+    pseudonymous_uid,
+)
+from exports.errors import ExportError
 from exports.heat_colours import blend, heat_levels, heat_table
 from exports.trust_text import named_figures
 
@@ -63,37 +76,16 @@ ORIENTATION_LETTERS = {"L": (1, 0, 0), "R": (-1, 0, 0), "P": (0, 1, 0), "A": (0,
 #: Type 2 attributes highdicom reads from the source; a missing one is written empty, not invented.
 COPIED_EMPTY_WHEN_MISSING = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
                              "AccessionNumber", "StudyID", "ReferringPhysicianName")
-#: PS3.15 Table E.1-1, basic profile, for what these objects can hold: emptied (Z) where the
-#: attribute is Type 2, removed (X) elsewhere. Person names anywhere are emptied too; the Patient
-#: ID becomes a session pseudonym (a dummy value, which "Z" allows).
-EMPTIED = frozenset({"PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-                     "AccessionNumber", "StudyID", "ReferringPhysicianName", "ContentCreatorName"})
-REMOVED = frozenset({
-    "PatientAge", "PatientSize", "PatientWeight", "PatientAddress", "PatientBirthTime", "PatientBirthName",
-    "PatientMotherBirthName", "PatientTelephoneNumbers", "PatientComments", "PatientState", "OtherPatientIDs",
-    "OtherPatientIDsSequence", "OtherPatientNames", "IssuerOfPatientID", "MedicalRecordLocator", "EthnicGroup",
-    "Occupation", "AdditionalPatientHistory", "PregnancyStatus", "SmokingStatus", "MilitaryRank", "BranchOfService",
-    "CountryOfResidence", "RegionOfResidence", "ResponsiblePerson", "ResponsibleOrganization",
-    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName", "StationName", "OperatorsName",
-    "PerformingPhysicianName", "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy", "RequestingPhysician",
-    "StudyDescription", "SeriesDescription", "ImageComments", "DerivationDescription", "ProtocolName",
-    "SeriesDate", "SeriesTime", "AcquisitionDate", "AcquisitionTime", "AcquisitionDateTime",
-    "InstanceCreationDate", "InstanceCreationTime", "AdmittingDiagnosesDescription", "ReasonForStudy",
-    "RequestAttributesSequence", "ReferencedPatientSequence", "ReferencedStudySequence",
-    "ReferencedPerformedProcedureStepSequence", "PerformedProcedureStepID", "PerformedProcedureStepDescription",
-    "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime", "ScheduledProcedureStepID",
-    "RequestedProcedureID", "RequestedProcedureDescription", "DeviceSerialNumberOfSource",
-})
-#: Type 1 dates of ours that the profile replaces by a dummy (its "D" action).
-DUMMY_DATES = {"ContentDate": "19000101", "ContentTime": "000000"}
-#: Coded record of what was done (PS3.16 CID 7050).
-DEIDENTIFICATION_CODES = (("113100", "Basic Application Confidentiality Profile"), ("113105", "Clean Descriptors Option"))
-#: A per-process secret: UIDs map the same way within one session, and cannot be traced back.
-UID_SECRET = secrets.token_hex(16)
+#: Patient Orientation values we understand: one to three of the six direction letters.
+ORIENTATION_VALUE = re.compile(r"[LRAPHF]{1,3}")
+#: Deepest sequence nesting copied from a source into an identified export. Real headers nest a
+#: few levels (functional groups, codes in codes); 100 levels exhaust ``copy.deepcopy``'s stack.
+MAX_NESTING = 12
+#: What the builders raise on a source they cannot use; each becomes one ExportError line.
+BUILD_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError)
 
-
-class ExportError(Exception):
-    """Anything that stops an export; its text is one line for the status bar or stderr."""
+__all__ = ["ExportError", "ExportedExplanation", "explanation_to_export", "parametric_map", "pseudonymous_patient_id",
+           "pseudonymous_uid", "secondary_capture", "write_parametric_map", "write_secondary_capture"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,16 +177,17 @@ def parametric_map(result: ExportedExplanation, deidentify: bool = False) -> Dat
     mapping = hd.pm.RealWorldValueMapping(
         lut_label="HEAT", lut_explanation=(result.units or result.method)[:64], unit=codes.UCUM.NoUnits,
         value_range=(float(heat.min()), float(heat.max())), slope=1.0, intercept=0.0)
-    window = hd.VOILUTTransformation(window_center=(low + high) / 2, window_width=high - low,
-                                     window_explanation="HEAT", voi_lut_function="LINEAR_EXACT")
+    # One window, given as lists: highdicom splits a plain explanation string into letters.
+    window = hd.VOILUTTransformation(window_center=[(low + high) / 2], window_width=[high - low],
+                                     window_explanation=["HEAT"], voi_lut_function="LINEAR_EXACT")
     try:
         pm = hd.pm.ParametricMap(
-            [_with_geometry(source, result.frame_index)], heat, generate_uid(), PARAMETRIC_MAP_SERIES, generate_uid(), 1,
-            MANUFACTURER, MANUFACTURER, _version(), _version(), False, [mapping], voi_lut_transformations=[window],
-            content_label="AI_HEATMAP", content_description=result.headline())
-    except (ValueError, TypeError, AttributeError) as error:
-        raise ExportError(f"cannot build a Parametric Map from this image: {error}") from None
-    if frame_count(source) > 1:  # highdicom saw a one-frame copy: point at the frame explained
+            [_with_geometry(source, result.source, result.frame_index)], heat, generate_uid(), PARAMETRIC_MAP_SERIES,
+            generate_uid(), 1, MANUFACTURER, MANUFACTURER, _version(), _version(), False, [mapping],
+            voi_lut_transformations=[window], content_label="AI_HEATMAP", content_description=result.headline())
+    except BUILD_ERRORS as error:
+        raise ExportError(f"cannot build a Parametric Map from this image: {_one_line(error)}") from None
+    if frame_count(result.source) > 1:  # highdicom saw a one-frame copy: point at the frame explained
         for derivation in pm.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence:
             for item in derivation.SourceImageSequence:
                 item.ReferencedFrameNumber = result.frame_index + 1
@@ -206,18 +199,17 @@ def parametric_map(result: ExportedExplanation, deidentify: bool = False) -> Dat
 def secondary_capture(result: ExportedExplanation, deidentify: bool = False) -> Dataset:
     """The picture with the heat burned in, for PACS that show nothing else, labelled as such."""
     source = _source(result, deidentify)
-    spacing = source.get("PixelSpacing")
+    spacing = _numbers(result.source.get("PixelSpacing"), 2)
     try:
         sc = hd.sc.SCImage.from_ref_dataset(
             source, result.overlay(), "RGB", 8, "PATIENT", generate_uid(), SECONDARY_CAPTURE_SERIES, generate_uid(), 1,
-            MANUFACTURER, patient_orientation=("L", "F"),
-            pixel_spacing=tuple(float(v) for v in spacing) if spacing else None)
-    except (ValueError, TypeError, AttributeError) as error:
-        raise ExportError(f"cannot build a Secondary Capture from this image: {error}") from None
+            MANUFACTURER, patient_orientation=("L", "F"), pixel_spacing=tuple(spacing) if spacing else None)
+    except BUILD_ERRORS as error:
+        raise ExportError(f"cannot build a Secondary Capture from this image: {_one_line(error)}") from None
     # highdicom only takes single letters; the source's own values (or none) are what is true.
-    sc.PatientOrientation = _patient_orientation(source, result.frame_index) or ""
-    sc.BurnedInAnnotation = "YES" if source.get("BurnedInAnnotation") == "YES" else "NO"
-    sc.SourceImageSequence = [_source_reference(source, result.frame_index)]
+    sc.PatientOrientation = _patient_orientation(result.source, result.frame_index) or ""
+    sc.BurnedInAnnotation = "YES" if has_burned_in_annotation(result.source) else "NO"
+    sc.SourceImageSequence = [_source_reference(source, result.frame_index, frame_count(result.source))]
     _finish(sc, result, source, deidentify)
     return sc
 
@@ -238,50 +230,97 @@ def _write(dataset: Dataset, path: str | Path) -> Dataset:
     except OSError as error:
         raise ExportError(f"cannot write {path}: {error.strerror or error}") from None
     except (ValueError, TypeError) as error:  # a value pydicom cannot encode
-        raise ExportError(f"cannot write {path}: {str(error).splitlines()[0]}") from None
+        raise ExportError(f"cannot write {path}: {_one_line(error)}") from None
     return dataset
+
+
+def _one_line(error: Exception) -> str:
+    """The first line of an error's text, for the status bar."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 # --- from the source
 
 
 def _source(result: ExportedExplanation, deidentify: bool) -> Dataset:
-    """A copy of the source header with what highdicom reads present (missing Type 2 ones empty)."""
+    """What highdicom may read of the source: the allow-list when de-identifying, else a bounded copy.
+
+    Either way the Type 2 attributes highdicom reads are present (empty when the source has none).
+    """
     header = result.source
     for keyword in ("StudyInstanceUID", "SOPInstanceUID", "SOPClassUID"):
         if not header.get(keyword):
             raise ExportError(f"the source image has no {keyword}")
-    if deidentify and header.get("BurnedInAnnotation") == "YES":
-        raise ExportError("the source image has burned-in annotation, which cannot be de-identified")
-    source = copy.deepcopy(header)
+    source = deidentified_source(header) if deidentify else bounded_copy(header)
     for keyword in COPIED_EMPTY_WHEN_MISSING:
         if keyword not in source:
             setattr(source, keyword, "")
     return source
 
 
-def _patient_orientation(source: Dataset, frame: int) -> list[str] | None:
-    """Row and column directions as Patient Orientation letters: the file's own, else from its cosines."""
-    value = frame_attribute(source, frame, "PlaneOrientationSequence", "ImageOrientationPatient")
-    given = source.get("PatientOrientation")
-    if given and len(given) == 2 and all(str(v) for v in given):
+def bounded_copy(header: Dataset, max_nesting: int = MAX_NESTING) -> Dataset:
+    """A copy of ``header`` without any attribute whose sequences nest deeper than ``max_nesting``.
+
+    Such an attribute is left out whole (half a sequence would say something false); everything
+    else is copied as it is, so an identified export carries what it always did.
+    """
+    copied = Dataset()
+    for element in header:
+        if _nesting(element, max_nesting) <= max_nesting:
+            copied.add(copy.deepcopy(element))
+    return copied
+
+
+def _nesting(element: DataElement, limit: int) -> int:
+    """How many sequences deep ``element`` goes (0 for a plain value), counted without recursion.
+
+    Counting stops once ``limit`` is passed: that is all the caller needs to know.
+    """
+    deepest = 0
+    pending = [(element, 1)]
+    while pending:
+        current, depth = pending.pop()
+        if current.VR != "SQ":
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            break
+        pending.extend((child, depth + 1) for item in current.value for child in item)
+    return deepest
+
+
+def _numbers(value: object, count: int) -> list[float] | None:
+    """Exactly ``count`` finite numbers, or None: geometry from a source is only ever numbers."""
+    numbers = finite_numbers(value) if value is not None else None
+    return numbers if numbers is not None and len(numbers) == count else None
+
+
+def _patient_orientation(header: Dataset, frame: int) -> list[str] | None:
+    """Row and column directions as Patient Orientation letters: the file's own, else from its cosines.
+
+    The file's own are used only when they are direction letters: a coded string can hold a name.
+    """
+    given = header.get("PatientOrientation")
+    if given and len(given) == 2 and all(ORIENTATION_VALUE.fullmatch(str(v)) for v in given):
         return [str(v) for v in given]
-    if value is None or len(value) != 6:
+    value = _numbers(frame_attribute(header, frame, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+    if value is None:
         return None
     letters = []
-    for axis in (np.asarray(value[:3], dtype=float), np.asarray(value[3:], dtype=float)):
+    for axis in (np.asarray(value[:3]), np.asarray(value[3:])):
         ranked = sorted(((abs(c), i) for i, c in enumerate(axis)), reverse=True)
         letters.append("".join("LPH"[i] if axis[i] > 0 else "RAF"[i] for size, i in ranked if size > 1e-3)[:3])
     return letters
 
 
-def _cosines(source: Dataset, frame: int) -> list[float]:
+def _cosines(header: Dataset, frame: int) -> list[float]:
     """Direction cosines of rows and columns: the file's, else from Patient Orientation letters."""
-    value = frame_attribute(source, frame, "PlaneOrientationSequence", "ImageOrientationPatient")
-    if value is not None and len(value) == 6:
-        return [float(v) for v in value]
+    value = _numbers(frame_attribute(header, frame, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+    if value is not None:
+        return value
     directions = []
-    for letters in _patient_orientation(source, frame) or ["L", "P"]:
+    for letters in _patient_orientation(header, frame) or ["L", "P"]:
         vector = np.sum([ORIENTATION_LETTERS[c] for c in str(letters) if c in ORIENTATION_LETTERS] or [(0, 0, 0)],
                         axis=0).astype(float)
         directions.append(vector / np.linalg.norm(vector) if vector.any() else None)
@@ -290,39 +329,60 @@ def _cosines(source: Dataset, frame: int) -> list[float]:
     return [float(v) for v in np.concatenate(directions)]
 
 
-def _with_geometry(source: Dataset, frame: int) -> Dataset:
-    """The source as highdicom needs it: one frame with a frame of reference, position, spacing.
+def _with_geometry(source: Dataset, header: Dataset, frame: int) -> Dataset:
+    """``source`` as highdicom needs it: one frame with a frame of reference, position, spacing.
 
-    A CT or MR slice has all of this already. A projection radiograph has none: it gets a new
+    The geometry is read from ``header``, the whole source, for the frame explained, as numbers.
+    A CT or MR slice has all of it already. A projection radiograph has none: it gets a new
     frame of reference, its own spacing (Imager Pixel Spacing when Pixel Spacing is absent) and
-    its orientation letters as cosines at a nominal origin. A frame of a multi-frame file gets
-    that frame's geometry from its functional groups.
+    its orientation letters as cosines at a nominal origin. A frame of a multi-frame file is
+    described as a file of that one frame, with functional groups holding only its geometry.
     """
-    geometry = copy.deepcopy(source)
-    spacing = frame_attribute(source, frame, "PixelMeasuresSequence", "PixelSpacing") or source.get(
-        "ImagerPixelSpacing") or [1.0, 1.0]
-    thickness = frame_attribute(source, frame, "PixelMeasuresSequence", "SliceThickness") or 1.0
-    position = frame_attribute(source, frame, "PlanePositionSequence", "ImagePositionPatient")
-    geometry.ImageOrientationPatient = _cosines(source, frame)
-    geometry.ImagePositionPatient = [float(v) for v in position] if position else [0.0, 0.0, 0.0]
-    geometry.PixelSpacing = [float(v) for v in spacing]
-    geometry.SliceThickness = float(thickness)
+    geometry = bounded_copy(source)
+    cosines = _cosines(header, frame)
+    position = _numbers(frame_attribute(header, frame, "PlanePositionSequence", "ImagePositionPatient"), 3)
+    spacing = (_numbers(frame_attribute(header, frame, "PixelMeasuresSequence", "PixelSpacing"), 2)
+               or _numbers(header.get("ImagerPixelSpacing"), 2) or [1.0, 1.0])
+    thickness = _numbers(frame_attribute(header, frame, "PixelMeasuresSequence", "SliceThickness"), 1) or [1.0]
+    geometry.ImageOrientationPatient = cosines
+    geometry.ImagePositionPatient = position or [0.0, 0.0, 0.0]
+    geometry.PixelSpacing = spacing
+    geometry.SliceThickness = thickness[0]
     if not geometry.get("FrameOfReferenceUID"):
         geometry.FrameOfReferenceUID = generate_uid()
         geometry.PositionReferenceIndicator = ""
-    if frame_count(source) > 1:
+    if frame_count(header) > 1 or "SharedFunctionalGroupsSequence" in header:
         geometry.NumberOfFrames = 1
-        if "PerFrameFunctionalGroupsSequence" in source:
-            geometry.PerFrameFunctionalGroupsSequence = [geometry.PerFrameFunctionalGroupsSequence[frame]]
+        geometry.SharedFunctionalGroupsSequence = [_shared_geometry(geometry)]
+        geometry.PerFrameFunctionalGroupsSequence = [_frame_position(geometry)]
     return geometry
 
 
-def _source_reference(source: Dataset, frame: int) -> Dataset:
-    """A Source Image Sequence item pointing at the explained image (and frame)."""
+def _shared_geometry(geometry: Dataset) -> Dataset:
+    """A Shared Functional Groups item with only the orientation and pixel measures of ``geometry``."""
+    orientation, measures, group = Dataset(), Dataset(), Dataset()
+    orientation.ImageOrientationPatient = geometry.ImageOrientationPatient
+    measures.PixelSpacing = geometry.PixelSpacing
+    measures.SliceThickness = geometry.SliceThickness
+    group.PlaneOrientationSequence = [orientation]
+    group.PixelMeasuresSequence = [measures]
+    return group
+
+
+def _frame_position(geometry: Dataset) -> Dataset:
+    """A Per-Frame Functional Groups item with only the position of ``geometry``."""
+    position, group = Dataset(), Dataset()
+    position.ImagePositionPatient = geometry.ImagePositionPatient
+    group.PlanePositionSequence = [position]
+    return group
+
+
+def _source_reference(source: Dataset, frame: int, frames: int) -> Dataset:
+    """A Source Image Sequence item pointing at the explained image (and frame, of ``frames``)."""
     item = Dataset()
     item.ReferencedSOPClassUID = source.SOPClassUID
     item.ReferencedSOPInstanceUID = source.SOPInstanceUID
-    if frame_count(source) > 1:
+    if frames > 1:
         item.ReferencedFrameNumber = frame + 1
     purpose = Dataset()
     purpose.CodeValue, purpose.CodingSchemeDesignator = "121322", "DCM"
@@ -366,55 +426,10 @@ def _add_palette(pm: Dataset, low: float, high: float) -> None:
 
 
 def _finish(dataset: Dataset, result: ExportedExplanation, source: Dataset, deidentify: bool) -> None:
-    """Labels that say what this is, laterality, and de-identification when asked."""
+    """Labels that say what this is, laterality, and the record of de-identification when asked."""
     dataset.Laterality = _laterality(source)
     if deidentify:
-        deidentify_dataset(dataset)
+        mark_deidentified(dataset)
     dataset.SeriesDescription = result.headline()
     dataset.ImageComments = result.statement()[:10240]
     dataset.DerivationDescription = f"Heatmap of an AI explanation ({result.method}) of {result.model_name}"[:1024]
-
-
-def pseudonymous_uid(uid: str) -> UID:
-    """A new UID for ``uid``: the same within this process, unrelatable to it outside."""
-    return generate_uid(entropy_srcs=[UID_SECRET, str(uid)])
-
-
-def pseudonymous_patient_id(patient_id: str) -> str:
-    """A dummy Patient ID (the profile's "Z" allows one) that keeps one patient's exports together."""
-    return "LB-" + pseudonymous_uid(f"patient:{patient_id}").split(".")[-1][-12:]
-
-
-def deidentify_dataset(dataset: Dataset) -> None:
-    """Apply the basic profile in place (see the module's docstring) and record that it was."""
-    def clean(ds: Dataset) -> None:
-        ds.remove_private_tags()
-        for element in list(ds):
-            keyword = element.keyword
-            if element.tag.group & 0xFF00 == 0x6000 or keyword in REMOVED:
-                del ds[element.tag]
-            elif keyword == "PatientID":
-                element.value = pseudonymous_patient_id(element.value)
-            elif keyword in EMPTIED or element.VR == "PN":
-                element.value = ""
-            elif keyword in DUMMY_DATES:
-                element.value = DUMMY_DATES[keyword]
-            elif element.VR == "UI" and element.value and UID(str(element.value)).name == str(element.value):
-                element.value = pseudonymous_uid(element.value)
-            elif element.VR == "SQ":
-                for item in element.value:
-                    clean(item)
-
-    clean(dataset)
-    if hasattr(dataset, "file_meta") and "MediaStorageSOPInstanceUID" in dataset.file_meta:
-        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-    dataset.PatientIdentityRemoved = "YES"
-    dataset.LongitudinalTemporalInformationModified = "REMOVED"
-    dataset.DeidentificationMethod = "PS3.15 Basic Profile, Clean Descriptors (Lightbox)"
-    items = []
-    for value, meaning in DEIDENTIFICATION_CODES:
-        item = Dataset()
-        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
-        items.append(item)
-    dataset.DeidentificationMethodCodeSequence = items
-

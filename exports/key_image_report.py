@@ -8,7 +8,8 @@ No Qt here, so the command line can write it too::
 read and with the heat over it, the colour bar, the model, method, target and its probability,
 the trust figures and verdict when they were computed. The pictures are embedded as PNG, so the
 file opens anywhere with nothing beside it. Patient and study details appear only when the
-export is not de-identified; the source's UIDs never do.
+export is not de-identified; the source's UIDs never do. A de-identified report of a source with
+burned-in annotation is refused, as the DICOM exports are: the pictures would show the text.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from PIL import Image
 from pydicom.valuerep import PersonName
 
+from exports.deidentify import refuse_burned_in
 from exports.dicom_objects import ExportedExplanation, ExportError
 from exports.heat_colours import heat_table
 from exports.trust_text import named_figures
@@ -86,7 +88,12 @@ def _patient_rows(result: ExportedExplanation) -> list[tuple[str, str]]:
 
 
 def report_html(result: ExportedExplanation, deidentify: bool = False) -> str:
-    """The report as one HTML document (see the module's docstring)."""
+    """The report as one HTML document (see the module's docstring).
+
+    :class:`~exports.errors.ExportError` when de-identifying a source with burned-in annotation.
+    """
+    if deidentify:
+        refuse_burned_in(result.source)
     low, high = result.levels
     summary = [("Model", result.model_name), ("Method", result.method), ("Target", result.target),
                ("Probability", f"{result.score:.3f}")]

@@ -15,6 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog
 
+from exports.deidentify import BURNED_IN_REFUSAL, has_burned_in_annotation
 from exports.dicom_objects import ExportedExplanation, ExportError, write_parametric_map, write_secondary_capture
 from exports.explained import Explained
 from exports.key_image_report import write_report
@@ -108,8 +109,14 @@ class ExportActions(QObject):
             self.write_view(path)
 
     def write_view(self, path: Path) -> bool:
-        """The image view as on screen; without the corner text (names, dates) when de-identifying."""
+        """The image view as on screen; without the corner text (names, dates) when de-identifying.
+
+        Refused when de-identifying an image with burned-in annotation: the text is in its pixels.
+        """
         view = self.window.view
+        if self.deidentify.isChecked() and view.image is not None and has_burned_in_annotation(view.image.frame.header):
+            self._say(f"View not saved: {BURNED_IN_REFUSAL}")
+            return False
         hide_text = self.deidentify.isChecked() and view.corner_text_visible
         if hide_text:
             view.set_corner_text_visible(False)

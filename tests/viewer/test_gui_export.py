@@ -84,3 +84,14 @@ def test_a_failed_export_says_why_in_one_line(qtbot, window, ui, tmp_path, monke
     ui.exports.actions["report"].trigger()
     assert (tmp_path / "chosen.html").exists()
     assert window.settings.value("export/folder") == str(tmp_path)
+
+
+def test_the_view_as_png_is_refused_for_burned_in_annotation_when_de_identifying(qtbot, window, ui, tmp_path):
+    window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=64, cols=64, extra={"BurnedInAnnotation": "YES"})])
+    qtbot.waitUntil(lambda: window.view.image is not None)
+    ui.exports.deidentify.setChecked(True)
+    assert not ui.exports.write_view(tmp_path / "plain.png") and not (tmp_path / "plain.png").exists()
+    message = window.statusBar().currentMessage()
+    assert message.startswith("View not saved:") and "burned-in annotation" in message and "\n" not in message
+    ui.exports.deidentify.setChecked(False)
+    assert ui.exports.write_view(tmp_path / "named.png"), "the reader's own, identified picture is still saved"
