@@ -7,13 +7,14 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pydicom import dcmread
 
-from cli.batch import plan
+from cli.batch import Job, file_sha256, plan, settle
 from cli.explain_outputs import replace_atomically
 from dicom.series import open_paths
 from tests import dicom_factory as factory
@@ -119,6 +120,7 @@ def test_an_image_without_its_record_is_done_again(study, tmp_path):
     assert {json.loads(line)["path"]: json.loads(line)["status"] for line in again.stdout.splitlines()} == {
         str(good[0]): "skipped", str(good[1]): "done"}
     assert (out / f"{uid}.json").is_file()
+    assert not (out / f".{uid}.npz.abc123.partial").exists(), "the killed run's temporary file is removed"
 
 
 def test_other_settings_are_refused_in_a_folder_of_results(study, two_runs):
@@ -152,7 +154,12 @@ def test_names_come_from_the_instance_uid_never_the_path(tmp_path):
     shutil.copy(single, patient / "copy.dcm")
     frames = factory.write_multiframe(patient / "cine.dcm", n_frames=3, rows=16, cols=16)
     jobs = plan([frame for series in open_paths([patient]).all_series() for frame in series.frames])
-    names = [job.name for job in jobs]
+
+    def settled(jobs: list[Job]) -> list[str]:
+        claimed: set[str] = set()
+        return [settle(replace(job, digest=file_sha256(job.frame.path)), tmp_path, claimed)[0].name for job in jobs]
+
+    names = settled(jobs)
     assert len(set(names)) == len(names) == 5
     assert not any("DOE" in name or "chest" in name for name in names)
     cine = uid_of(frames)
@@ -160,7 +167,7 @@ def test_names_come_from_the_instance_uid_never_the_path(tmp_path):
     copies = sorted(name for name in names if name.startswith(uid_of(single)))
     assert copies[0] == uid_of(single) and copies[1].startswith(uid_of(single) + "-")
     # Stable between runs: the same files get the same names.
-    assert [job.name for job in plan([job.frame for job in jobs])] == names
+    assert settled(plan([job.frame for job in jobs])) == names
 
 
 def test_an_interrupted_write_leaves_no_file(tmp_path):
