@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from dicom.errors import printable
 from dicom.info import inspect_paths
 
 
@@ -23,11 +24,12 @@ def info_command(argv: Sequence[str]) -> int:
     else:
         for image in images:
             window = "W/L none" if image["window"] is None else "W {1:g} L {0:g}".format(*image["window"])
+            known = image["min"] is not None and image["max"] is not None
+            values = f"range {image['min']:g}..{image['max']:g}" if known else "range not finite"
             print(
-                f"{image['path']}: {image['modality'] or '?'} {image['columns']}x{image['rows']}"
-                f" x{image['frames']} {image['photometric']} {window}"
-                f" range {image['min']:g}..{image['max']:g}"
+                f"{printable(image['path'])}: {printable(image['modality']) or '?'} {image['columns']}x{image['rows']}"
+                f" x{image['frames']} {printable(image['photometric'])} {window} {values}"
             )
         for error in errors:
-            print(f"{error.path}: error: {error.error}", file=sys.stderr)
+            print(f"{printable(str(error.path))}: error: {printable(error.error)}", file=sys.stderr)
     return 0 if images else 2

@@ -7,9 +7,11 @@ from memory once seen and never holds more than the budget.
 
 from __future__ import annotations
 
+import math
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -17,10 +19,13 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, pixel_array
+from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 
-from dicom.files import DicomReadError, one_line
+from dicom.claims import PixelClaim, check_frame_size, check_whole_read
+from dicom.errors import DicomReadError, one_line
 from dicom.pixels import GreyDisplay, LookupTable, ModalityTransform, Voi, Window, read_lut
-from dicom.series import Frame, frame_count
+from dicom.reading import MAX_READS, open_regular, read_bounded
+from dicom.series import Frame
 
 COLOUR_PHOTOMETRICS = ("RGB", "PALETTE COLOR", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420")
 
@@ -63,7 +68,11 @@ def modality_transform(frame: Frame) -> ModalityTransform:
 
 
 def file_windows(frame: Frame) -> tuple[Window, ...]:
-    """Every window the file suggests for this frame, with its explanation when given."""
+    """Every window the file suggests for this frame, with its explanation when given.
+
+    A window that is no use is skipped, as if absent: a width not above zero, or a centre or
+    width that is not a finite number (NaN or infinity, which would make every pixel NaN).
+    """
     centers = _values(frame.attribute("FrameVOILUTSequence", "WindowCenter"))
     widths = _values(frame.attribute("FrameVOILUTSequence", "WindowWidth"))
     labels = _values(frame.attribute("FrameVOILUTSequence", "WindowCenterWidthExplanation"))
@@ -71,7 +80,7 @@ def file_windows(frame: Frame) -> tuple[Window, ...]:
     windows = []
     for i, (center, width) in enumerate(zip(centers, widths)):
         c, w = _number(center), _number(width)
-        if c is None or w is None or w <= 0:
+        if c is None or w is None or not (math.isfinite(c) and math.isfinite(w)) or w <= 0:
             continue
         label = str(labels[i]) if i < len(labels) else ""
         windows.append(Window(c, w, label, function if function in ("LINEAR", "LINEAR_EXACT", "SIGMOID") else "LINEAR"))
@@ -81,25 +90,79 @@ def file_windows(frame: Frame) -> tuple[Window, ...]:
 def decode(frame: Frame) -> np.ndarray:
     """Decode one frame with pydicom and its plugins; ``DicomReadError`` with a plain reason.
 
-    Decoding by path reads just the one frame. Files that path cannot handle (no preamble,
-    deflated data sets) are read whole instead. Decoder warnings are kept out of the user's
-    way: what matters to them is whether the pixels came.
+    The frame's size was checked against the memory budget when its header was read; it is
+    checked again here, since a frame can be made from any header. Decoding from the file
+    reads just the one frame. Files that cannot be decoded that way (no preamble, deflated
+    data sets) are read whole instead, when that fits the budget. Decoder warnings are kept
+    out of the user's way, and running out of memory is a reason like any other: what matters
+    to the user is whether the pixels came.
     """
+    claim = PixelClaim.of(frame.header)
+    check_frame_size(claim)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return pixel_array(frame.path, index=frame.index)
-        except (MemoryError, KeyboardInterrupt):
-            raise
-        except Exception as first:  # noqa: BLE001 - decoders raise anything; the user gets one line
-            try:
-                dataset = pydicom.dcmread(frame.path, force=True)
-                array = dataset.pixel_array
-                return array[frame.index] if frame_count(dataset) > 1 else array
-            except (MemoryError, KeyboardInterrupt):
-                raise
-            except Exception as second:  # noqa: BLE001 - pydicom's full read says it best
-                raise DicomReadError(f"cannot decode pixels: {one_line(second)}") from first
+            return _attempt(lambda: _decode_from_file(frame))
+        except _DecodingFailed:
+            pass
+        try:
+            return _attempt(lambda: _decode_whole_file(frame, claim))
+        except _DecodingFailed as failure:  # pydicom's full read says it best
+            raise DicomReadError(f"cannot decode pixels: {failure}") from None
+
+
+class _DecodingFailed(Exception):
+    """One way of decoding failed; the message says why, in one line."""
+
+
+def _attempt(decoding: Callable[[], np.ndarray]) -> np.ndarray:
+    """Run one way of decoding; whatever it raises but an interruption is a one-line reason.
+
+    Decoders raise anything, and those written in Rust (pylibjpeg-rle) panic on some hostile
+    frames with a ``PanicException``, which is not even an ``Exception``. Our own refusals
+    and running out of memory are final: the other way would fare no better.
+    """
+    try:
+        return decoding()
+    except (DicomReadError, KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except MemoryError:
+        raise DicomReadError("cannot decode pixels: not enough memory") from None
+    except BaseException as error:  # noqa: BLE001 - see above: a panic is no Exception
+        raise _DecodingFailed(one_line(error)) from None
+
+
+def _decode_from_file(frame: Frame) -> np.ndarray:
+    """Just this frame, read from the file; a deflated file is left to the whole read.
+
+    The raw bytes of a deflated data set are no data set, so reading them as one could
+    find any claim at all in them.
+    """
+    syntax = getattr(frame.header, "file_meta", {}).get("TransferSyntaxUID")
+    if syntax == DeflatedExplicitVRLittleEndian:
+        raise ValueError("a deflated data set is read whole")
+    with open_regular(frame.path) as file:
+        file.limit("decoding this frame", max_reads=2 * MAX_READS)
+        return pixel_array(file, index=frame.index, decoding_plugin=decoding_plugin(frame.header))
+
+
+def _decode_whole_file(frame: Frame, claim: PixelClaim) -> np.ndarray:
+    """This frame, from the file read whole in memory, when the file and one frame fit the budget."""
+    with open_regular(frame.path) as file:
+        check_whole_read(file.size, claim)
+        file.limit("reading this file whole", max_reads=2 * MAX_READS)
+        dataset, _ = read_bounded(file, stop_before_pixels=False, force=True)
+    return pixel_array(dataset, index=frame.index, decoding_plugin=decoding_plugin(frame.header))
+
+
+def decoding_plugin(header: Dataset) -> str:
+    """The decoder to use: pydicom's own for RLE, else whichever pydicom picks ("").
+
+    pylibjpeg-rle is written in Rust and panics on some hostile frames; the panic prints a
+    many-line backtrace on stderr before Python can turn it into one line.
+    """
+    syntax = getattr(header, "file_meta", {}).get("TransferSyntaxUID")
+    return "pydicom" if syntax == RLELossless else ""
 
 
 def to_rgb8(array: np.ndarray, header: Dataset) -> np.ndarray:
@@ -214,6 +277,8 @@ def load_frame(frame: Frame) -> FrameImage:
         image.grey  # noqa: B018 - build the display table while still off the GUI's hot path
     except (ValueError, TypeError, KeyError) as error:
         raise DicomReadError(f"cannot display pixels: {one_line(error)}") from None
+    except MemoryError:
+        raise DicomReadError("cannot display pixels: not enough memory") from None
     return image
 
 

@@ -8,6 +8,7 @@ explanation engine share exactly the pipeline the viewer shows.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from struct import unpack
 
@@ -115,8 +116,11 @@ class ModalityTransform:
         if self.lut is not None:
             return self.lut.apply(stored)
         if self.slope is not None and self.intercept is not None:
-            out = np.asarray(stored).astype(np.float64) * self.slope
-            out += self.intercept
+            # A hostile slope (1e308, NaN) overflows quietly here; callers that need finite
+            # values check for them (the model's input, the info command's figures).
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = np.asarray(stored).astype(np.float64) * self.slope
+                out += self.intercept
             return out
         return np.asarray(stored)
 
@@ -139,21 +143,37 @@ class GreyDisplay:
             self.index = (stored.astype(np.int64) - int(low)).astype(np.uint16)
             self.levels = np.asarray(modality.apply(np.arange(int(low), int(high) + 1)), dtype=np.float64)
             return
-        values = np.asarray(modality.apply(stored), dtype=np.float64)
-        low, high = float(np.nanmin(values)), float(np.nanmax(values))
-        if not (np.isfinite(low) and np.isfinite(high)):
-            raise ValueError("image holds values that are not finite")
-        scale = (MAX_LEVELS - 1) / (high - low) if high > low else 0.0
-        self.index = np.rint((np.nan_to_num(values, nan=low) - low) * scale).astype(np.uint16)
+        self._quantise(np.asarray(modality.apply(stored), dtype=np.float64))
+
+    def _quantise(self, values: np.ndarray) -> None:
+        """Spread the finite values over 65536 levels; NaN and infinite pixels show as the lowest.
+
+        Such pixels (float data may hold them) are not numbers a window can place, and one of
+        them must not take the whole range with it.
+        """
+        finite = np.isfinite(values)
+        if not finite.any():
+            raise ValueError("image holds no finite value")
+        low, high = float(values[finite].min()), float(values[finite].max())
+        span = high - low
+        scale = (MAX_LEVELS - 1) / span if 0.0 < span < math.inf else 0.0
+        if scale:
+            self.index = np.rint((np.where(finite, values, low) - low) * scale).astype(np.uint16)
+        else:
+            self.index = np.zeros(values.shape, dtype=np.uint16)
         self.levels = low + np.arange(MAX_LEVELS if scale else 1, dtype=np.float64) / (scale or 1.0)
 
     def auto_window(self, low: float = 0.5, high: float = 99.5) -> Window:
         """A window over the central percentiles, for files that carry none.
 
         Read off the histogram of the index image, so it costs one pass and ignores the few
-        hot or dead pixels that would wash out a plain min-max window.
+        hot or dead pixels that would wash out a plain min-max window. Values that are not
+        finite (from a hostile rescale) are left out: no window can be centred on them.
         """
         counts = np.bincount(self.index.ravel(), minlength=len(self.levels))
+        counts[~np.isfinite(self.levels)] = 0
+        if not counts.any():
+            return Window(0.0, 1.0, "Auto", "LINEAR_EXACT")
         cumulative = np.cumsum(counts) / counts.sum()
         chosen = self.levels[np.searchsorted(cumulative, [low / 100.0, high / 100.0]).clip(0, len(self.levels) - 1)]
         lo, hi = float(chosen.min()), float(chosen.max())
@@ -163,8 +183,9 @@ class GreyDisplay:
         return Window((lo + hi) / 2.0, max(hi - lo, 1e-6), "Auto", "LINEAR_EXACT")
 
     def lut(self, voi: Voi, invert: bool) -> np.ndarray:
-        """The 8-bit grey level of every table entry under this VOI."""
-        unit = voi.to_unit(self.levels)
+        """The 8-bit grey level of every table entry under this VOI; a value that is not a number is black."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            unit = np.nan_to_num(voi.to_unit(self.levels), nan=0.0)
         if invert:
             unit = 1.0 - unit
         return np.rint(unit * 255.0).astype(np.uint8)

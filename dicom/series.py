@@ -6,6 +6,7 @@ the viewer pages through a cine loop or an enhanced CT exactly as through a fold
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from dicom.claims import as_int, frame_count
 from dicom.files import Header, ReadError, read_headers
 
 
@@ -70,10 +72,13 @@ class Frame:
             row, column = (float(v) for v in spacing)
         except (TypeError, ValueError):
             return None
-        return (row, column) if row > 0 and column > 0 else None
+        return (row, column) if is_positive(row) and is_positive(column) else None
 
     def position_along_normal(self) -> float | None:
-        """Distance of this slice along the normal of its plane, None when the file lacks it."""
+        """Distance of this slice along the normal of its plane, None when the file lacks it.
+
+        A position that is not a finite number is as good as none: it cannot be sorted on.
+        """
         orientation = self.attribute("PlaneOrientationSequence", "ImageOrientationPatient")
         position = self.attribute("PlanePositionSequence", "ImagePositionPatient")
         try:
@@ -83,8 +88,9 @@ class Frame:
             return None
         if cosines.shape != (6,) or origin.shape != (3,):
             return None
-        normal = np.cross(cosines[:3], cosines[3:])
-        return float(np.dot(normal, origin))
+        with np.errstate(all="ignore"):  # huge or non-finite values end in NaN or infinity, refused below
+            distance = float(np.dot(np.cross(cosines[:3], cosines[3:]), origin))
+        return distance if math.isfinite(distance) else None
 
     def instance_number(self) -> int | None:
         """The InstanceNumber, the fallback order when positions are missing."""
@@ -95,17 +101,9 @@ class Frame:
         return self.path.name if frame_count(self.header) == 1 else f"{self.path.name} [{self.index + 1}]"
 
 
-def as_int(value: Any) -> int | None:
-    """An integer attribute's value, or None when it is missing, empty or malformed."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def frame_count(dataset: Dataset) -> int:
-    """Number of frames in a file; a missing or broken value means one."""
-    return max(as_int(dataset.get("NumberOfFrames")) or 1, 1)
+def is_positive(value: float) -> bool:
+    """A usable spacing: finite and above zero (a NaN or infinite one would break the aspect ratio)."""
+    return math.isfinite(value) and value > 0
 
 
 @dataclass(eq=False)

@@ -24,6 +24,9 @@ Any tag can be changed or removed afterwards through ``extra``: ``extra={"Patien
 from __future__ import annotations
 
 import os
+import struct
+import warnings
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +34,9 @@ from typing import Any, Literal
 import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
@@ -38,6 +44,7 @@ from pydicom.uid import (
     BasicTextSRStorage,
     ComputedRadiographyImageStorage,
     CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
     DigitalXRayImageStorageForPresentation,
     EnhancedCTImageStorage,
     EnhancedMRImageStorage,
@@ -47,6 +54,7 @@ from pydicom.uid import (
     MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
     MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
     MultiFrameTrueColorSecondaryCaptureImageStorage,
+    RLELossless,
     SecondaryCaptureImageStorage,
     generate_uid,
 )
@@ -62,6 +70,13 @@ __all__ = [
     "write_junk",
     "write_truncated",
     "write_non_image",
+    "write_dicomdir",
+    "write_false_claim",
+    "write_float_image",
+    "write_deflate_bomb",
+    "write_unconvertible_value",
+    "write_nested_sequences",
+    "write_rle_overrun",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -946,3 +961,170 @@ def _code(value: str, scheme: str, meaning: str) -> Dataset:
     item.CodingSchemeDesignator = scheme
     item.CodeMeaning = meaning
     return item
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile files: what an attacker writes, so that each refusal is tested on the real thing
+# --------------------------------------------------------------------------------------------
+
+#: The Media Storage Directory SOP Class of a DICOMDIR.
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+#: Parametric Map Storage: the image class that carries Float Pixel Data.
+PARAMETRIC_MAP_STORAGE = "1.2.840.10008.5.1.4.1.1.30"
+
+
+def write_dicomdir(path: PathLike, file_ids: Sequence[str | Sequence[str]]) -> Path:
+    """Write a DICOMDIR with one IMAGE record per Referenced File ID, each taken as given.
+
+    An ID is a list of components or one string (pydicom splits it at backslashes). Nothing
+    is checked, so that IDs with ``..``, absolute paths or slashes can be written.
+    """
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(MEDIA_STORAGE_DIRECTORY)
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.FileSetID = "HOSTILE"
+    ds.FileSetConsistencyFlag = 0
+    records = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a CS value with "/" or "." is what is being written
+        for file_id in file_ids:
+            record = Dataset()
+            record.DirectoryRecordType = "IMAGE"
+            record.ReferencedFileID = file_id if isinstance(file_id, str) else list(file_id)
+            record.ReferencedSOPClassUIDInFile = SecondaryCaptureImageStorage
+            record.ReferencedSOPInstanceUIDInFile = generate_uid()
+            records.append(record)
+        ds.DirectoryRecordSequence = DicomSequence(records)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_false_claim(
+    path: PathLike,
+    *,
+    rows: int | None = None,
+    columns: int | None = None,
+    frames: int | None = None,
+    bits_allocated: int | None = None,
+    samples: int | None = None,
+    transfer_syntax: str = ExplicitVRLittleEndian,
+) -> Path:
+    """Write a real 4 x 4 image, then make its header claim another geometry.
+
+    The pixel data stays 32 bytes (or one compressed frame), so a claim of 65535 x 65535 x
+    10,000 frames sits in a file of a few hundred bytes: the shape of a memory bomb.
+    """
+    path = write_image(path, sample_pixels(4, 4), transfer_syntax=transfer_syntax)
+    ds = dcmread(path)
+    claims = {"Rows": rows, "Columns": columns, "NumberOfFrames": frames, "BitsAllocated": bits_allocated,
+              "SamplesPerPixel": samples}
+    for keyword, value in claims.items():
+        if value is not None:
+            setattr(ds, keyword, value)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_float_image(path: PathLike, pixels: np.ndarray, *, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write float32 pixels as Float Pixel Data (a Parametric Map's encoding); NaN and infinity pass.
+
+    Parameters
+    ----------
+    pixels
+        (rows, cols) float32 values, written as they are.
+    extra
+        Keyword -> value, set last; None deletes the element.
+    """
+    arr = np.asarray(pixels, dtype="<f4")
+    ds = _new_dataset(
+        PARAMETRIC_MAP_STORAGE,
+        modality="OT",
+        transfer_syntax=ExplicitVRLittleEndian,
+        study_uid=None,
+        series_uid=None,
+        series_number=None,
+        instance_number=None,
+    )
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = arr.shape
+    ds.BitsAllocated = 32
+    ds.FloatPixelData = arr.tobytes()
+    _apply_extra(ds, extra)
+    return _save(ds, path)
+
+
+def write_deflate_bomb(path: PathLike, inflated_bytes: int, *, rows: int = 4096, cols: int = 4096) -> Path:
+    """Write a deflated data set of about a megabyte that inflates to ``inflated_bytes``.
+
+    The inflated data set is an image header whose Pixel Data holds ``inflated_bytes`` of
+    zeros (claimed as 16-bit frames of ``rows`` x ``cols``). It is built without compressing
+    gigabytes: after a full flush deflate starts afresh, so one compressed mebibyte of zeros
+    repeated is a valid stream of many.
+    """
+    chunk = 2**20
+    frame_bytes = rows * cols * 2
+    ds = _new_dataset(SecondaryCaptureImageStorage, modality="OT", transfer_syntax=DeflatedExplicitVRLittleEndian,
+                      study_uid=None, series_uid=None, series_number=None, instance_number=None)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, cols, max(inflated_bytes // frame_bytes, 1)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    write_dataset(body, ds)
+    pixel_header = b"\xe0\x7f\x10\x00OW\x00\x00" + struct.pack("<I", inflated_bytes)
+
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    stream = deflater.compress(body.getvalue() + pixel_header) + deflater.flush(zlib.Z_FULL_FLUSH)
+    zeros = deflater.compress(bytes(chunk)) + deflater.flush(zlib.Z_FULL_FLUSH)
+    tail = deflater.compress(bytes(inflated_bytes % chunk)) + deflater.flush()
+    stream += zeros * (inflated_bytes // chunk) + tail
+
+    meta = DicomBytesIO()
+    write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(128) + b"DICM" + meta.getvalue() + stream)
+    return path
+
+
+def write_unconvertible_value(path: PathLike, vr: bytes = b"LK") -> Path:
+    """Write an image whose Study Description claims another VR: unknown (``LK``) or one its
+    four bytes do not fit (``FD`` needs eight), so converting the value raises in pydicom."""
+    path = write_image(path, extra={"StudyDescription": "ABCD"})
+    data = path.read_bytes()
+    start = data.index(b"\x08\x00\x30\x10LO")  # (0008,1030) LO, explicit VR little endian
+    path.write_bytes(data[: start + 4] + vr + data[start + 6 :])
+    return path
+
+
+def write_nested_sequences(path: PathLike, depth: int) -> Path:
+    """Write an image holding a Content Sequence nested ``depth`` levels deep."""
+    item = Dataset()
+    item.CodeValue = "X"
+    for _ in range(depth):
+        outer = Dataset()
+        outer.ContentSequence = DicomSequence([item])
+        item = outer
+    return write_image(path, extra={"ContentSequence": item.ContentSequence})
+
+
+def write_rle_overrun(path: PathLike) -> Path:
+    """Write a 64 x 64 16-bit RLE image whose two segments each decode to 5120 bytes, not 4096.
+
+    pydicom's own RLE decoder keeps the first 4096 (with a warning); pylibjpeg-rle, written in
+    Rust, panics on it with a many-line backtrace.
+    """
+    path = write_image(path, np.zeros((64, 64), np.uint16), transfer_syntax=RLELossless)
+    ds = dcmread(path)
+    segment = bytes([0x81, 0x00]) * 40  # 40 runs of 128 zeros
+    header = struct.pack("<16I", 2, 64, 64 + len(segment), *([0] * 13))
+    ds.PixelData = encapsulate([header + segment + segment])
+    ds.save_as(path, enforce_file_format=True)
+    return path
