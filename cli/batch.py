@@ -370,6 +370,16 @@ def report(rows: list[dict], counts: dict[str, int], summary: Path | None) -> No
     print(f"{total} image{'s' if total != 1 else ''}: {counts['done']} explained, "
           f"{counts['skipped']} already done, {counts['failed']} failed"
           + (f"; summary in {summary}" if summary else ""), file=sys.stderr)
+    for (path, error), frames in failures_by_file(rows).items():
+        where = f"{path} ({frames} frames)" if frames > 1 else path
+        print(f"failed: {where}: {error}", file=sys.stderr)
+
+
+def failures_by_file(rows: list[dict]) -> dict[tuple[str, str], int]:
+    """Each file's failures with one reason, counted: a broken multi-frame file is one line, not one per frame."""
+    counted: dict[tuple[str, str], int] = {}
     for row in rows:
         if row["status"] == "failed":
-            print(f"failed: {row['path']}: {row['error']}", file=sys.stderr)
+            key = (str(row["path"]), str(row["error"]))
+            counted[key] = counted.get(key, 0) + 1
+    return counted

@@ -205,3 +205,14 @@ def test_dicom_exports_and_report_per_image_deidentified_unless_asked(study, tmp
     assert explain(str(good[0]), "--model", str(model), *OCCLUSION, "--no-trust", "--identified",
                    "--out", str(single)).returncode == 0
     assert str(dcmread(single).PatientName) == "Synthetic^Test"
+
+
+def test_a_broken_multiframe_file_is_one_line_of_the_report(capsys, tmp_path):
+    from cli.batch import report
+
+    reason = "cannot decode pixels: truncated frame"
+    rows = [{"status": "failed", "path": "/data/cine.dcm", "error": reason} for _ in range(10_000)]
+    rows += [{"status": "failed", "path": "/data/other.dcm", "error": "not DICOM"}, {"status": "done", "path": "x"}]
+    report(rows, {"done": 1, "skipped": 0, "failed": 10_001}, tmp_path / "summary.csv")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[1:] == [f"failed: /data/cine.dcm (10000 frames): {reason}", "failed: /data/other.dcm: not DICOM"]
