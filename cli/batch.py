@@ -28,15 +28,22 @@ import re
 import stat
 import sys
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from tqdm import tqdm
 
-from cli.explain_outputs import (FORMATS, OutputError, WriteError, check_writable, remove_temporaries,
-                                 replace_atomically, write_output)
+from cli.explain_outputs import (
+    FORMATS,
+    OutputError,
+    WriteError,
+    check_writable,
+    remove_temporaries,
+    replace_atomically,
+    write_output,
+)
 from cli.image_explanation import CommandError, explain_image
 from dicom.bundled import DEMO_STUDY
 from dicom.files import DicomReadError

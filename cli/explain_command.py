@@ -133,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{settings.method.title} of '{settings.label}' (probability {record['score']:.3f}) "
               f"in {record['elapsed']:.2f} s, {record['evaluations']} model evaluations")
+        for note in explained.outcome.final.notes:
+            print(f"note: {note}")
         if explained.outcome.verdict:
             print(explained.outcome.verdict)
     if args.out and fmt:

@@ -48,10 +48,15 @@ def update_record(update: Update, elapsed: float) -> dict:
 
 
 def final_record(outcome: Outcome, elapsed: float) -> dict:
-    """The last JSON line: the target, its score, the method's own figures and the trust figures."""
+    """The last JSON line: the target, its score, the method's own figures and the trust figures.
+
+    ``notes`` holds the method's messages about its map (why it is blank), one line each, joined
+    into one string so that the batch summary keeps one column for them; empty when there are none.
+    """
     settings = outcome.request.settings
     return {**update_record(outcome.final, elapsed), "method": settings.method.name, "target": settings.label,
-            "target_index": settings.target, "fast": settings.model.fast, **outcome.figures}
+            "target_index": settings.target, "fast": settings.model.fast, "notes": " ".join(outcome.final.notes),
+            **outcome.figures}
 
 
 def explain_image(settings: ExplanationSettings, image: FrameImage,

@@ -36,7 +36,9 @@ class Update:
     ``heatmap`` is float32 on the model's input grid ``(height, width)``, NaN where nothing is
     known yet. ``attribution`` is the full ``(channels, height, width)`` result as Captum
     defines it for the method, present on the final update. ``figures`` holds numbers the
-    method reports beside its map (the score explained, a fit, a completeness gap).
+    method reports beside its map (the score explained, a fit, a completeness gap). ``notes``
+    holds one-line messages the reader must see beside the map, such as why it is blank: a
+    blank map must never pass for an explanation.
     """
 
     heatmap: np.ndarray
@@ -45,6 +47,7 @@ class Update:
     evaluations: int
     attribution: np.ndarray | None = None
     figures: Mapping[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
 
 def same_for_every_channel(heatmap: np.ndarray, channels: int, progress: float, final: bool, evaluations: int,

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch.fx import GraphModule, Node
 from torch.fx.node import map_aggregate
 
+from explain.in_place import value_graph
+
 aten = torch.ops.aten
 
 #: A box that covers more than this share of its map is cheaper to compute whole.
@@ -188,12 +190,11 @@ def _avg_pool(patch: Patch, kernel, stride=(), padding=0, ceil_mode=False, count
 
 
 #: Operators that act on each value alone (given per-channel or scalar other operands).
+#: In-place forms are not among them: the graph of values has none (:meth:`IncrementalModel.supports`).
 POINTWISE = {
-    aten.relu.default, aten.relu_.default, aten.hardtanh.default, aten.hardtanh_.default, aten.silu.default,
-    aten.silu_.default, aten.gelu.default, aten.sigmoid.default, aten.tanh.default, aten.leaky_relu.default,
-    aten.elu.default, aten.hardswish.default, aten.hardsigmoid.default, aten.clamp.default,
-    aten.clone.default, aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor,
-    aten.div.Tensor, aten.add_.Tensor, aten.mul_.Tensor,
+    aten.relu.default, aten.hardtanh.default, aten.silu.default, aten.gelu.default, aten.sigmoid.default,
+    aten.tanh.default, aten.leaky_relu.default, aten.elu.default, aten.hardswish.default, aten.hardsigmoid.default,
+    aten.clamp.default, aten.clone.default, aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor,
 }
 
 WINDOWED: dict[Any, Callable[..., Boxes | None]] = {
@@ -259,9 +260,13 @@ class IncrementalModel:
     """A model's graph with every activation of one image kept, for scoring its occluded copies."""
 
     def __init__(self, module: GraphModule, image: torch.Tensor) -> None:
-        self.module = module
+        graph = value_graph(module)
+        if graph is None:
+            raise ValueError("incremental inference needs an exported graph whose in-place writes can be rewritten")
+        # The graph of values: the base activations kept for the image must not be overwritten.
+        self.module = graph
         # Nodes nobody uses (the exporter's shape-guard check) have nothing to contribute.
-        self.nodes = [n for n in module.graph.nodes if n.users or n.op in ("placeholder", "output")]
+        self.nodes = [n for n in graph.graph.nodes if n.users or n.op in ("placeholder", "output")]
         inputs = [n for n in self.nodes if n.op == "placeholder"]
         if len(inputs) != 1:
             raise ValueError("incremental inference needs a graph with one input")
@@ -275,10 +280,16 @@ class IncrementalModel:
 
     @classmethod
     def supports(cls, module: torch.nn.Module) -> bool:
-        """Exported graphs whose first operators on the input are ones it knows."""
-        if not isinstance(module, GraphModule):
+        """Exported graphs whose first operators on the input are ones it knows.
+
+        It runs the graph of values (:func:`~explain.in_place.value_graph`), where no operator
+        overwrites another's result: the base activations kept for the unoccluded image must
+        be intact when the boxes are pasted into them. A graph without one is refused.
+        """
+        graph = value_graph(module)
+        if graph is None:
             return False
-        users = [n for n in module.graph.nodes if n.op == "placeholder"]
+        users = [n for n in graph.graph.nodes if n.op == "placeholder"]
         return len(users) == 1 and any(u.target in WINDOWED or u.target in POINTWISE for u in users[0].users)
 
     def _input_dependent(self) -> set[Node]:

@@ -18,6 +18,8 @@ from weakref import WeakKeyDictionary
 import torch
 from torch.fx import Graph, GraphModule, Node
 
+from explain.in_place import value_graph
+
 aten = torch.ops.aten
 
 #: Operators affine in their first argument (whatever the other arguments are).
@@ -79,10 +81,15 @@ def split_linear_stem(module: torch.nn.Module) -> SplitModel | None:
     """The model cut after its affine start, or ``None`` where it has none worth cutting.
 
     The stem must hold a convolution (crossing a pointwise normalisation once saves nothing)
-    and the graph must have one input and one output.
+    and the graph must have one input and one output. The cut is made in the module's graph of
+    values (:func:`~explain.in_place.value_graph`): the rest must not overwrite its input, which
+    is the leaf integrated gradients differentiates by, and a write that cannot be rewritten
+    out of place may have no user, so that the cut would drop it as dead code. A module
+    without a graph of values is not cut.
     """
     if module not in _cuts:
-        _cuts[module] = _cut(module) if isinstance(module, GraphModule) else None
+        graph = value_graph(module)
+        _cuts[module] = _cut(graph) if graph is not None else None
     return _cuts[module]
 
 

@@ -7,7 +7,7 @@ units, the exports) is read from the records.
 
 from __future__ import annotations
 
-from explain import integrated_gradients, lime, occlusion, perturbation
+from explain import grad_cam, integrated_gradients, lime, occlusion, perturbation
 from explain.method import Method
 
 METHODS: dict[str, Method] = {method.name: method for method in (
@@ -15,4 +15,6 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     integrated_gradients.METHOD,
     lime.METHOD,
     perturbation.METHOD,
+    grad_cam.METHOD,
+    grad_cam.PLUS_PLUS,
 )}

@@ -2,7 +2,8 @@
 
 A card is what lets a user bring their own model: the labels, the activation that turns the
 model's outputs into probabilities, the input size and normalisation, and optionally the
-window the model was trained with. It is validated in full before any weight is touched.
+window the model was trained with and the graph node Grad-CAM should explain. It is validated
+in full before any weight is touched.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class ModelCard:
     activation: str
     input: InputSpec
     window: tuple[float, float] | None = None
+    #: The exported graph's node whose feature maps Grad-CAM weighs; None lets it find one.
+    gradcam_layer: str | None = None
 
     def label_index(self, target: str | int | None) -> int:
         """The output index for a label name or index; the last label when none is given.
@@ -94,7 +97,7 @@ class ModelCard:
         if not isinstance(name, str) or len(name) > MAX_TEXT:
             raise ModelCardError(f"the model card's 'name' must be text of at most {MAX_TEXT} characters")
         return cls(name=name, labels=tuple(labels), activation=str(activation), input=input_spec(data.get("input")),
-                   window=card_window(data.get("window")))
+                   window=card_window(data.get("window")), gradcam_layer=gradcam_layer(data.get("gradcam_layer")))
 
     @classmethod
     def read(cls, path: Path) -> ModelCard:
@@ -115,6 +118,8 @@ class ModelCard:
                 "std": list(self.input.std),
             },
             "window": None if self.window is None else list(self.window),
+            # Only when set, so that the cards written before it existed read back as they were.
+            **({} if self.gradcam_layer is None else {"gradcam_layer": self.gradcam_layer}),
         }
 
 
@@ -168,6 +173,16 @@ def card_window(window: Any) -> tuple[float, float] | None:
     if width <= 0:
         raise ModelCardError("the model card's window width must be above 0")
     return center, width
+
+
+def gradcam_layer(name: Any) -> str | None:
+    """The optional ``gradcam_layer``: a node name of the exported graph, checked against it when used."""
+    if name is None:
+        return None
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_TEXT:
+        raise ModelCardError(f"the model card's 'gradcam_layer' must be a node name of at most {MAX_TEXT} "
+                             "characters, or null")
+    return name
 
 
 def read_card_text(path: Path) -> str:

@@ -1,18 +1,12 @@
 """Loading a user's model: a ``torch.export`` archive (``NAME.pt2``) with its card (``NAME.json``).
 
-A ``.pt2`` file is a zip archive. Most of it is data (a JSON graph, raw tensor bytes), but
-parts of it may be pickles, and the archive loader unpickles some of them with
-``weights_only=False``, which runs whatever code the file carries. So before the archive is
-loaded, every pickled member must load with ``torch.load(weights_only=True)``; members that can
-only be unpickled in full (custom or opaque objects) or that hold compiled code are refused.
+The card is validated first, then the archive is opened so that nothing in it can run code
+(:mod:`explain.model_archive`), and the program is checked against the card on a blank input.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
-import json
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +14,9 @@ from typing import Any
 
 import torch
 
+from explain.in_place import functionalize
+from explain.model_archive import UnsafeArchive, load_program
 from explain.model_card import ModelCard, ModelCardError
-
-#: Folders inside an archive that hold native code or another runtime's program, never data.
-CODE_FOLDERS = ("data/aotinductor/", "data/executorch/", "data/mtia")
-#: Prefixes of constants that the loader can only restore by full unpickling.
-UNSAFE_CONSTANT_PREFIXES = ("custom_obj_", "opaque_obj_")
 
 
 class ModelLoadError(Exception):
@@ -35,47 +26,6 @@ class ModelLoadError(Exception):
 def card_path(model_path: Path) -> Path:
     """The card lies beside the model, with the same name."""
     return Path(model_path).with_suffix(".json")
-
-
-def _pickled_members(archive: zipfile.ZipFile) -> list[str]:
-    """Members the loader would unpickle: sample inputs, legacy weights, pickled payloads."""
-    names = archive.namelist()
-    members = [n for n in names if n.endswith(".pt") and "/data/" in f"/{n}"]
-    for config_name in (n for n in names if n.endswith(("_weights_config.json", "_constants_config.json"))):
-        folder = config_name.rsplit("/", 1)[0]
-        try:
-            config = json.loads(archive.read(config_name)).get("config", {})
-        except (json.JSONDecodeError, AttributeError):
-            raise ModelLoadError("the model archive has a malformed weights index") from None
-        for payload in config.values():
-            path_name = str(payload.get("path_name", ""))
-            if path_name.startswith(UNSAFE_CONSTANT_PREFIXES):
-                raise ModelLoadError("the model archive holds Python objects that would run code when loaded; refused")
-            if payload.get("use_pickle"):
-                members.append(f"{folder}/{path_name}")
-    return members
-
-
-def check_archive(path: Path) -> None:
-    """Refuse an archive unless everything in it loads without running code."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile):
-        raise ModelLoadError(f"{Path(path).name} is not a torch.export archive (.pt2)") from None
-    with archive:
-        names = archive.namelist()
-        if not any("/models/" in f"/{n}" and n.endswith(".json") for n in names):
-            raise ModelLoadError(f"{Path(path).name} holds no exported program; save it with torch.export.save")
-        if any(f"/{folder}" in f"/{n}" for n in names for folder in CODE_FOLDERS):
-            raise ModelLoadError("the model archive holds compiled code; export it with torch.export.save alone")
-        for member in _pickled_members(archive):
-            try:
-                torch.load(io.BytesIO(archive.read(member)), weights_only=True, map_location="cpu")
-            except Exception:  # noqa: BLE001 - any refusal by the safe unpickler means unsafe
-                raise ModelLoadError(
-                    f"the model archive's {member.rsplit('/', 1)[-1]} is not plain weights "
-                    "(it would run code when loaded); refused"
-                ) from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,10 +104,15 @@ def load_model(path: Path, device: torch.device, card: ModelCard | None = None) 
         card = card or ModelCard.read(card_path(path))
     except ModelCardError as error:
         raise ModelLoadError(str(error)) from None
-    check_archive(path)
     try:
-        program = torch.export.load(str(path))
+        program = load_program(path)
+    except UnsafeArchive as error:
+        raise ModelLoadError(f"{path.name}: {error}") from None
+    try:
         module = program.module().to(device)
+        # A graph that writes its own input in place would change the caller's tensor: such
+        # writes become out of place. The others stay, as they reuse memory (explain/in_place.py).
+        functionalize(module, inputs_only=True)
         # Explanations differentiate with respect to the input only: autograd need record
         # nothing for the weights.
         module.requires_grad_(False)

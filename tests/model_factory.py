@@ -86,6 +86,37 @@ class TinyResNet(torch.nn.Module):
         return self.head(x * self.gate(x))
 
 
+class InplaceCnn(torch.nn.Module):
+    """A plain CNN written as MONAI and torchvision write theirs, with in-place operators.
+
+    The ReLU right after the stem's batch norm works in place on the tensor where integrated
+    gradients cuts the graph after its affine stem. The residual sum ``out += ...`` overwrites
+    the output of a 3 x 3 convolution with a 3 x 3 then 5 x 5 branch added: an occluded window
+    reaches further in the branch than in the tensor overwritten, the case where incremental
+    inference once pasted boxes into an overwritten activation.
+    """
+
+    def __init__(self, channels: int = 1, labels: int = 2, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(channels, 8, 5, stride=2, padding=2), torch.nn.BatchNorm2d(8),
+                                        torch.nn.ReLU(inplace=True))
+        self.side = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.branch = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(inplace=True),
+                                          torch.nn.Conv2d(8, 8, 5, padding=2))
+        self.head = torch.nn.Sequential(torch.nn.ReLU(inplace=True), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                        torch.nn.Linear(8, labels))
+        with torch.no_grad():  # statistics unlike a fresh layer's, so that they matter
+            self.stem[1].running_mean.uniform_(-0.5, 0.5)
+            self.stem[1].running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        out = self.side(x)
+        out += self.branch(x)
+        return self.head(out)
+
+
 class RegionDetector(torch.nn.Module):
     """Says "finding" exactly as much as a known box of the input is bright.
 
@@ -101,6 +132,14 @@ class RegionDetector(torch.nn.Module):
         top, bottom, left, right = self.box
         evidence = x[:, :, top:bottom, left:right].mean(dim=(1, 2, 3))
         return torch.stack([torch.zeros_like(evidence), 4.0 * evidence - 2.0], dim=1)
+
+
+class Indifferent(torch.nn.Module):
+    """Gives the same probabilities whatever the image: nothing in it can change its mind."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        constant = 0.0 * x.mean(dim=(1, 2, 3))
+        return torch.stack([constant, constant + 1.0], dim=1)
 
 
 def export_model(module: torch.nn.Module, card: ModelCard, folder: Path, name: str = "model",

@@ -285,8 +285,10 @@ class ExplanationUi(QObject):
         score = update.figures.get("score")
         detail = f" (probability {score:.2f})" if score is not None else ""
         settings = explanation.request.settings
+        # A method's notes (why its map is blank, which layer it read) are part of the result.
+        notes = "".join(f" {note}" for note in update.notes)
         self._say(f"Done in {elapsed:.1f} s, {update.evaluations} model evaluations{precision(settings.model)}: "
-                  f"{settings.label}{detail}")
+                  f"{settings.label}{detail}.{notes}")
         self.explanation_finished.emit(update)
         if settings.trust:
             self.trust.set_progress(0.0, "Trust figures")

@@ -18,7 +18,7 @@ from explain.model_file import load_model
 from explain.occlusion import OcclusionParams, occlusion
 from explain.preprocessing import to_model_input
 from tests import dicom_factory as factory
-from tests.model_factory import RegionDetector, SmallCnn, card_for, export_model
+from tests.model_factory import Indifferent, RegionDetector, SmallCnn, card_for, export_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,6 +67,18 @@ def test_json_lines_and_npz(case, tmp_path):
     assert 8 * 120 / 48 - 3 <= rows <= 24 * 120 / 48 + 3 and 30 * 200 / 64 - 3 <= columns <= 50 * 200 / 64 + 3
 
 
+def test_a_blank_map_is_reported_in_one_line(case, tmp_path):
+    _, image = case
+    model = export_model(Indifferent(), card_for(48, 64), tmp_path)
+    options = ("--model", str(model), "--method", "perturbation", "--iterations", "10", "--no-trust")
+    plain = explain(str(image), *options)
+    assert plain.returncode == 0, plain.stderr
+    (note,) = [line for line in plain.stdout.splitlines() if line.startswith("note: ")]
+    assert "No region found" in note and "area weight" in note
+    final = json.loads(explain(str(image), *options, "--json").stdout.splitlines()[-1])
+    assert final["region_found"] == 0.0 and final["notes"] == note.removeprefix("note: ")
+
+
 def test_png_overlay(case, tmp_path):
     from skimage.io import imread
 
@@ -83,12 +95,22 @@ def test_png_overlay(case, tmp_path):
     (["--model", "/nonexistent/model.pt2"], "no model file"),
     (["--target", "pneumonia"], "unknown target"),
     (["--baseline", "zero"], "invalid parse_baseline value"),
+    (["--method", "gradcam"], "Grad-CAM needs a convolutional feature map"),  # the box detector has none
 ])
 def test_failures_are_one_line(case, args, message):
     model, image = case
     result = explain(str(image), "--model", str(model), *args)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_grad_cam_takes_a_layer_by_name_and_says_which(case, tmp_path):
+    _, image = case
+    model = export_model(SmallCnn(), card_for(48, 64), tmp_path)
+    result = explain(str(image), "--model", str(model), "--method", "gradcampp", "--layer", "relu", "--no-trust")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Grad-CAM++ of 'finding'")
+    assert "note: layer relu (features.1): 8 feature maps of 24 x 32, upsampled to the image" in result.stdout
 
 
 def test_not_a_dicom_file(case, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from explain.engine import model_device_input
+from explain.grad_cam import METHOD as GRAD_CAM, PLUS_PLUS as GRAD_CAM_PP, GradCamParams
 from explain.integrated_gradients import IntegratedGradientsParams, integrated_gradients
 from explain.model_file import load_model
 from explain.occlusion import OcclusionParams, occlusion
@@ -49,6 +50,15 @@ def test_integrated_gradients_on_the_gpu_equal_the_cpu(models, image):
     params = IntegratedGradientsParams(steps=16)
     on_cpu, on_gpu = (list(integrated_gradients(m, image, 1, params))[-1] for m in (cpu, gpu))
     np.testing.assert_allclose(on_gpu.attribution, on_cpu.attribution, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", [GRAD_CAM, GRAD_CAM_PP], ids=["gradcam", "gradcampp"])
+def test_grad_cam_on_the_gpu_equals_the_cpu(models, image, method):
+    cpu, gpu = models
+    on_cpu, on_gpu = (list(method.explain(m, image, 0, GradCamParams()))[-1] for m in (cpu, gpu))
+    scale = float(on_cpu.heatmap.max())
+    assert scale > 0, "a blank map would prove nothing"
+    np.testing.assert_allclose(on_gpu.attribution, on_cpu.attribution, rtol=1e-3, atol=1e-3 * scale)
 
 
 def test_fast_mode_on_the_gpu_is_float16_and_close(models, image):

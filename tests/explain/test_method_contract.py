@@ -14,6 +14,7 @@ import torch
 from explain.engine import CancelToken
 from explain.methods import METHODS
 from explain.model_file import load_model
+from tests.explain.test_grad_cam import package_grad_cam, package_grad_cam_pp
 from tests.explain.test_integrated_gradients import captum_integrated_gradients
 from tests.explain.test_lime import captum_lime
 from tests.explain.test_occlusion import captum_occlusion
@@ -22,7 +23,8 @@ from tests.model_factory import SmallCnn, card_for, export_model
 CPU = torch.device("cpu")
 TARGET = 1
 #: The reference implementation of each method that has one: ``oracle(model, x, target, params)``.
-ORACLES = {"occlusion": captum_occlusion, "ig": captum_integrated_gradients, "lime": captum_lime}
+ORACLES = {"occlusion": captum_occlusion, "ig": captum_integrated_gradients, "lime": captum_lime,
+           "gradcam": package_grad_cam, "gradcampp": package_grad_cam_pp}
 NAMES = sorted(METHODS)
 
 
@@ -56,6 +58,7 @@ def test_partial_maps_stream_in_order_and_the_last_is_final(model, image, name):
     assert unknown == sorted(unknown, reverse=True) and unknown[-1] == 0, "what is known stays known"
     assert all(u.heatmap.shape == (40, 56) and u.heatmap.dtype == np.float32 for u in updates)
     assert final.attribution.shape == (1, 40, 56) and np.isfinite(final.attribution).all()
+    assert np.ptp(final.heatmap) > 0, "the final map is not constant"
 
 
 @pytest.mark.parametrize("name", NAMES)

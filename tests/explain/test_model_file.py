@@ -8,6 +8,7 @@ import os
 import pickle
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 
 from explain.devices import DeviceError, pick_device
 from explain.model_card import ModelCard, ModelCardError
+from explain.model_archive import weights_only_unpickling
 from explain.model_file import ModelLoadError, load_model
 from tests.model_factory import SmallCnn, card_for, export_model
 
@@ -216,3 +218,129 @@ def test_a_model_whose_card_is_hostile_is_refused_by_the_command_line(model_path
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "NaN" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def poisoned(evidence: Path) -> bytes:
+    return pickle.dumps(CreatesAFile(evidence))
+
+
+def plain_tensor() -> bytes:
+    """A pickle the safe unpickler accepts: what a checker reading this copy sees."""
+    buffer = io.BytesIO()
+    torch.save(torch.zeros(200), buffer)
+    return buffer.getvalue()
+
+
+def pickled_weight(path_name: str, content: bytes | None = None):
+    """A weights index that says the first weight is pickled under ``path_name``."""
+    def change(member: str, data: bytes) -> bytes:
+        if member.endswith("_weights_config.json"):
+            config = json.loads(data)
+            first = next(iter(config["config"].values()))
+            first["use_pickle"], first["path_name"] = True, path_name
+            return json.dumps(config).encode()
+        if content is not None and member.endswith(f"data/weights/{path_name}"):
+            return content
+        return data
+    return change
+
+
+def add_members(path: Path, members: dict[str, bytes], compress: int = zipfile.ZIP_STORED) -> None:
+    """Append members to an archive under its root folder, even where a name repeats."""
+    root = zipfile.ZipFile(path).namelist()[0].split("/")[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of a repeated name, which is the point
+        with zipfile.ZipFile(path, "a", compression=compress) as archive:
+            for name, data in members.items():
+                archive.writestr(f"{root}/{name}", data)
+
+
+def case_folded_member(path: Path, evidence: Path) -> None:
+    """torch finds members regardless of case: a checker reads weight_0, torch may read WEIGHT_0."""
+    rewrite_archive(path, pickled_weight("weight_0", plain_tensor()))
+    add_members(path, {"data/weights/WEIGHT_0": poisoned(evidence)})
+
+
+def repeated_member(path: Path, evidence: Path) -> None:
+    """Where a name repeats, torch and Python's zipfile read different copies."""
+    rewrite_archive(path, pickled_weight("weight_0", plain_tensor()))
+    add_members(path, {"data/weights/weight_0": poisoned(evidence)})
+
+
+def rooted_member(path: Path, evidence: Path) -> None:
+    """torch joins folder and name so that a leading / drops the folder."""
+    rewrite_archive(path, pickled_weight("/payload"))
+    add_members(path, {"/payload": poisoned(evidence), "data/weights//payload": plain_tensor()})
+
+
+def fallback_member(path: Path, evidence: Path) -> None:
+    """torch falls back from the safe unpickler to the full one for sample inputs."""
+    rewrite_archive(path, lambda name, data: poisoned(evidence) if name.endswith("sample_inputs/model.pt") else data)
+
+
+def python_object_constant(path: Path, evidence: Path) -> None:
+    """A constant that exists only as a Python object, restored by unpickling in full."""
+    def change(name: str, data: bytes) -> bytes:
+        if name.endswith("_constants_config.json"):
+            return json.dumps({"config": {"thing": {"path_name": "opaque_obj_0", "is_param": False,
+                                                   "use_pickle": True, "tensor_meta": None}}}).encode()
+        return data
+    rewrite_archive(path, change)
+    add_members(path, {"data/constants/opaque_obj_0": poisoned(evidence)})
+
+
+def unexplained_member(path: Path, evidence: Path) -> None:
+    """Native code beside the program, which the format loads by other means."""
+    add_members(path, {"data/aotinductor/model/model.so": poisoned(evidence)})
+
+
+HOSTILE_ARCHIVES = [case_folded_member, repeated_member, rooted_member, fallback_member, python_object_constant,
+                    unexplained_member]
+
+
+@pytest.mark.parametrize("make_hostile", HOSTILE_ARCHIVES, ids=lambda f: f.__name__)
+def test_hostile_archives_are_refused_and_run_nothing(model_path, tmp_path, make_hostile):
+    evidence = tmp_path / "ran.txt"
+    make_hostile(model_path, evidence)
+    with pytest.raises(ModelLoadError) as refused:
+        load_model(model_path, CPU)
+    assert "\n" not in str(refused.value) and "refused" in str(refused.value)
+    assert not evidence.exists()
+
+
+@pytest.mark.parametrize("make_hostile", [repeated_member, fallback_member], ids=lambda f: f.__name__)
+def test_the_command_line_refuses_a_hostile_archive_in_one_line(model_path, tmp_path, make_hostile):
+    evidence = tmp_path / "ran.txt"
+    make_hostile(model_path, evidence)
+    result = subprocess.run([sys.executable, str(ROOT / "main.py"), "explain", "--model", str(model_path)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "refused" in result.stderr, result.stderr
+    assert not evidence.exists()
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_inflated(model_path):
+    add_members(model_path, {"extra/padding": bytes(64 << 20)}, compress=zipfile.ZIP_DEFLATED)
+    assert model_path.stat().st_size < 8 << 20
+    with pytest.raises(ModelLoadError, match="compressed"):
+        load_model(model_path, CPU)
+
+
+@pytest.mark.parametrize("make_hostile", HOSTILE_ARCHIVES[:5], ids=lambda f: f.__name__)
+def test_the_unpickling_scope_alone_runs_nothing_whatever_torch_reads(model_path, tmp_path, make_hostile):
+    """Defence in depth: even past the member checks, torch's own loader cannot unpickle in full."""
+    evidence = tmp_path / "ran.txt"
+    make_hostile(model_path, evidence)
+    with weights_only_unpickling() as refusals, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(Exception):
+            torch.export.load(str(model_path))
+    assert not evidence.exists() and refusals
+
+
+def test_the_unpickling_scope_ends_with_the_load(model_path):
+    load_model(model_path, CPU)
+    assert pickle.loads(pickle.dumps({"ok": 1})) == {"ok": 1}
+    buffer = io.BytesIO()
+    torch.save({"a": 1}, buffer)
+    buffer.seek(0)
+    assert torch.load(buffer, weights_only=False) == {"a": 1}

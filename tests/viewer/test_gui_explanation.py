@@ -158,6 +158,27 @@ def test_every_method_runs_from_the_panel(qtbot, window, ui, tmp_path, method, o
     assert ui.panel.method_name() == method and window.view.overlay.image.shape == (48, 64)
 
 
+@pytest.mark.parametrize("method", ["gradcam", "gradcampp"])
+def test_grad_cam_runs_from_the_panel_on_the_layer_typed_in(qtbot, window, ui, tmp_path, method):
+    assert ui.open_model(export_model(SmallCnn(), card_for(48, 64), tmp_path / "cnn"))
+    window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=96, cols=128)])
+    ui.panel.method.setCurrentIndex(ui.panel.method.findData(method))
+    ui.panel.forms.currentWidget().editors["layer"].setCurrentText("relu")
+    final = explain_and_wait(qtbot, ui)
+    assert final.notes[0].startswith("layer relu (features.1): 8 feature maps of 24 x 32")
+    assert window.view.overlay.image.shape == (48, 64)
+
+
+def test_grad_cam_refuses_a_model_without_feature_maps_in_one_line(qtbot, window, ui, tmp_path):
+    window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=96, cols=128)])
+    ui.panel.method.setCurrentIndex(ui.panel.method.findData("gradcam"))
+    with qtbot.waitSignal(ui.controller.failed, timeout=30000):
+        qtbot.mouseClick(ui.panel.explain_button, Qt.MouseButton.LeftButton)
+    status = ui.panel.status.text()
+    assert "Grad-CAM needs a convolutional feature map" in status and "choose another method" in status
+    assert "\n" not in status and ui.panel.explain_button.isEnabled()
+
+
 def test_parameter_editors_start_at_each_methods_defaults(ui):
     from dataclasses import asdict
 
@@ -236,3 +257,19 @@ def test_only_a_method_with_regions_offers_their_outlines(ui):
     assert not ui.panel.show_outlines.isEnabled()
     ui.panel.method.setCurrentIndex(ui.panel.method.findData("lime"))
     assert ui.panel.show_outlines.isEnabled() and ui.panel.show_outlines.text() == "Show superpixels"
+
+
+def test_a_blank_map_says_why_on_screen(qtbot, window, tmp_path):
+    from tests.model_factory import Indifferent
+
+    ui = ExplanationUi(window, export_model(Indifferent(), card_for(48, 64), tmp_path / "indifferent"))
+    try:
+        window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=96, cols=128)])
+        ui.panel.method.setCurrentIndex(ui.panel.method.findData("perturbation"))
+        ui.panel.forms.currentWidget().editors["iterations"].setValue(20)
+        with qtbot.waitSignal(ui.explanation_finished, timeout=30000) as finished:
+            ui.explain()
+        assert finished.args[0].notes and np.nanmax(finished.args[0].heatmap) == 0
+        assert "No region found" in ui.panel.status.text() and "not an explanation" in ui.panel.status.text()
+    finally:
+        ui.shutdown()
