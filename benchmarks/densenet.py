@@ -4,6 +4,11 @@ Built here with random (seeded) weights for the speed benchmark: one grey channe
 growth rate 32, blocks of 6, 12, 24 and 16 layers, each layer a 1x1 bottleneck to 128 channels
 then a 3x3 convolution, every layer pre-activated by batch norm and ReLU; transitions halve the
 channels and the resolution. 7.0 M parameters, 2.9 GMAC per image.
+
+``export_densenet(..., architecture="monai")`` exports MONAI's own
+``monai.networks.nets.DenseNet121(spatial_dims=2, in_channels=1, out_channels=2)`` instead, as
+its users export it: seeded random weights, the module unchanged (in-place ReLUs, its own
+``features``/``class_layers`` layout, stem ``conv0``/``norm0``/``relu0``/``pool0``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ GROWTH = 32
 BOTTLENECK = 4 * GROWTH
 BLOCKS = (6, 12, 24, 16)
 STEM = 64
-CARD = {"name": "DenseNet-121 (random weights)", "labels": ["no finding", "finding"], "activation": "softmax",
+#: The DenseNets ``export_densenet`` can build: the one here, or MONAI's as its users export it.
+ARCHITECTURES = ("ours", "monai")
+NAMES = {"ours": "DenseNet-121 (random weights)", "monai": "MONAI DenseNet121 (random weights)"}
+CARD = {"name": NAMES["ours"], "labels": ["no finding", "finding"], "activation": "softmax",
         "input": {"height": 224, "width": 224, "channels": 1, "mean": [0.5], "std": [0.25]}, "window": None}
 
 
@@ -58,13 +66,25 @@ class DenseNet121(nn.Module):
         return self.layers(x)
 
 
-def export_densenet(folder: Path, name: str = "densenet121") -> Path:
-    """Export with a free batch dimension and write the card beside it; returns the ``.pt2``."""
-    model = DenseNet121().eval()
+def monai_densenet121(seed: int = 0) -> nn.Module:
+    """MONAI's DenseNet-121 for one grey channel and two labels, seeded random weights, as is."""
+    from monai.networks.nets import DenseNet121 as MonaiDenseNet121
+
+    torch.manual_seed(seed)
+    return MonaiDenseNet121(spatial_dims=2, in_channels=1, out_channels=2)
+
+
+def export_densenet(folder: Path, name: str = "densenet121", architecture: str = "ours") -> Path:
+    """Export with a free batch dimension and write the card beside it; returns the ``.pt2``.
+
+    ``architecture`` is ``"ours"`` (``DenseNet121`` above) or ``"monai"`` (MONAI's, unchanged)."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, not {architecture!r}")
+    model = (DenseNet121() if architecture == "ours" else monai_densenet121()).eval()
     example = torch.randn(2, 1, 224, 224)
     program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.pt2"
     torch.export.save(program, str(path))
-    path.with_suffix(".json").write_text(json.dumps(CARD))
+    path.with_suffix(".json").write_text(json.dumps({**CARD, "name": NAMES[architecture]}))
     return path

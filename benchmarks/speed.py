@@ -1,11 +1,14 @@
 """Lightbox against the tools an ML engineer would use instead: same model, input and parameters.
 
-    .venv/bin/python benchmarks/speed.py [--models densenet demo] [--repeats 3] [--parts ...]
+    .venv/bin/python benchmarks/speed.py [--models densenet demo] [--densenet {ours,monai}] [--repeats 3]
+        [--parts ...]
 
 Needs the benchmark extra (``pip install -e .[bench]``: Captum, MONAI, lime). Models: a
-DenseNet-121 with random weights (CheXNet's architecture, ``benchmarks/densenet.py``, exported
-here with ``torch.export``) and the bundled demo model, both explaining the demo study at
-224 x 224. Runs alternate between the tools and each figure is the median; ratios are
+DenseNet-121 with random weights (CheXNet's architecture, exported here with ``torch.export``)
+and the bundled demo model, both explaining the demo study at 224 x 224. ``--densenet`` picks
+which DenseNet-121: ``ours``, hand-built in ``benchmarks/densenet.py`` (the default), or
+``monai``, MONAI's ``DenseNet121`` exported unchanged, as its users export it; every table's
+title names the model its figures come from. Runs alternate between the tools and each figure is the median; ratios are
 Lightbox's time over the other tool's (below 1 is faster).
 
 Parts:
@@ -38,6 +41,7 @@ import io
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -58,7 +62,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from skimage.metrics import structural_similarity  # noqa: E402
 
-from benchmarks.densenet import export_densenet  # noqa: E402
+from benchmarks.densenet import ARCHITECTURES, export_densenet  # noqa: E402
 from benchmarks.reference_runs import STRIDE, TARGET, WINDOW, demo_input, fastest_batch  # noqa: E402
 from dicom.bundled import DEMO_MODEL, DEMO_STUDY  # noqa: E402
 from explain.integrated_gradients import IntegratedGradientsParams, integrated_gradients  # noqa: E402
@@ -67,6 +71,9 @@ from explain.model_file import LoadedModel, load_model  # noqa: E402
 from explain.occlusion import OcclusionParams, occlusion  # noqa: E402
 
 PARTS = ("process", "occlusion", "ig", "lime")
+#: How each table names the model its figures come from.
+TITLES = {"ours": "DenseNet-121, hand-built (benchmarks/densenet.py)",
+          "monai": "MONAI DenseNet121, exported as its users export it", "demo": "demo model"}
 
 
 def timed(run: Callable[[], object]) -> tuple[float, object]:
@@ -169,7 +176,8 @@ def reference_sweep(model: Path, keep: bool = False) -> int:
 
 def process_part(name: str, path: Path, model: LoadedModel, x: torch.Tensor, repeats: int, folder: Path) -> None:
     batch, kept_batch = reference_sweep(path), reference_sweep(path, keep=True)
-    outputs = {tool: folder / f"{name}-{tool}.npz" for tool in ("lightbox", "captum", "monai")}
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
+    outputs = {tool: folder / f"{slug}-{tool}.npz" for tool in ("lightbox", "captum", "monai")}
     runs = {
         "Lightbox (main.py explain)": lambda: lightbox_process(path, outputs["lightbox"]),
         f"Captum Occlusion (perturbations_per_eval={batch})":
@@ -319,6 +327,8 @@ def lime_part(name: str, model: LoadedModel, x: torch.Tensor, repeats: int, samp
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=("densenet", "demo"), default=["densenet", "demo"])
+    parser.add_argument("--densenet", choices=ARCHITECTURES, default="ours",
+                        help="which DenseNet-121: ours (benchmarks/densenet.py) or MONAI's, as users export it")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--lime-samples", type=int, default=1000)
@@ -330,18 +340,21 @@ def main() -> None:
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        paths = {"densenet": export_densenet(folder) if "densenet" in args.models else None, "demo": DEMO_MODEL}
+        paths = {"densenet": export_densenet(folder, f"densenet121-{args.densenet}", args.densenet)
+                 if "densenet" in args.models else None, "demo": DEMO_MODEL}
         for name in args.models:
+            title = TITLES[args.densenet if name == "densenet" else name]
+            print(f"\nmodel: {title}")
             model = load_model(paths[name], device)
             x = demo_input(model.card).to(device)
             if "process" in args.parts and device.type == "cpu":
-                process_part(name, paths[name], model, x, args.repeats, folder)
+                process_part(title, paths[name], model, x, args.repeats, folder)
             if "occlusion" in args.parts:
-                occlusion_part(name, model, x, args.repeats)
+                occlusion_part(title, model, x, args.repeats)
             if "ig" in args.parts:
-                ig_part(name, model, x, args.repeats)
+                ig_part(title, model, x, args.repeats)
             if "lime" in args.parts:
-                lime_part(name, model, x, args.repeats, args.lime_samples)
+                lime_part(title, model, x, args.repeats, args.lime_samples)
 
 
 if __name__ == "__main__":
