@@ -80,6 +80,12 @@ def wait_for_explanation(app: QApplication, ui: ExplanationUi, method: str) -> b
     return ui.outcome is not None and ui.outcome.final is not None
 
 
+def report_model_error(ui: ExplanationUi) -> None:
+    """Say in the terminal, in one line, why the model asked for is not loaded (the panel says it too)."""
+    if ui.load_error:
+        print(f"error: {ui.load_error}", file=sys.stderr)
+
+
 def run_gui(paths: list[str], screenshot: str | None = None, explain: str | None = None,
             model: Path | None = None) -> int:
     """Open the viewer on ``paths`` (the demo study when none) and run until it closes.
@@ -101,6 +107,7 @@ def run_gui(paths: list[str], screenshot: str | None = None, explain: str | None
     if screenshot is None:
         window = MainWindow()
         ui = ExplanationUi(window, model_path)
+        report_model_error(ui)
         window.show()
         if targets:
             window.open_paths(targets)
@@ -111,6 +118,7 @@ def run_gui(paths: list[str], screenshot: str | None = None, explain: str | None
     with tempfile.TemporaryDirectory() as folder:
         window = MainWindow(settings=QSettings(str(Path(folder) / "lightbox.ini"), QSettings.Format.IniFormat))
         ui = ExplanationUi(window, model_path)
+        report_model_error(ui)
         window.resize(*SCREENSHOT_SIZE)
         window.show()
         if targets:

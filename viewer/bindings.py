@@ -52,6 +52,12 @@ KEYS: tuple[KeyBinding, ...] = (
     KeyBinding("toggle_overlay", ("H",), "Show or hide the heatmap overlay"),
 )
 
+#: The explanation panel's keys, bound by :mod:`viewer.explanation_ui`; none clashes with :data:`KEYS`.
+EXPLAIN_KEYS: tuple[KeyBinding, ...] = (
+    KeyBinding("explain", ("E",), "Explain the image on show with the panel's method"),
+    KeyBinding("cancel_explanation", ("Esc",), "Cancel the running explanation"),
+)
+
 #: Keys 1 to 9 pick :func:`presets` in order.
 PRESET_KEYS: tuple[str, ...] = tuple(str(n) for n in range(1, 10))
 
@@ -113,7 +119,7 @@ def table() -> list[tuple[str, str]]:
     """Every binding as (input, what it does) rows, mouse first, for the help dialog."""
     rows = [(BUTTON_NAMES[button], drag.value) for button, drag in MOUSE_DRAGS.items()]
     rows.append(("Wheel", "Next image (down) / previous image (up)"))
-    rows.extend((key_text(binding.keys), binding.description) for binding in KEYS)
+    rows.extend((key_text(binding.keys), binding.description) for binding in (*KEYS, *EXPLAIN_KEYS))
     rows.append((PRESET_KEYS[0], "The file's own window"))
     rows.extend(
         (key, f"CT: {w.label} (W {w.width:g} L {w.center:g})")

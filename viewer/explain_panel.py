@@ -11,9 +11,13 @@ from dataclasses import fields
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QAbstractSlider,
+    QAbstractSpinBox,
+    QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -55,6 +59,33 @@ def remaining_text(progress: float, elapsed: float) -> str:
         return percent
     left = elapsed * (1 - progress) / progress
     return f"{percent} · about {left:.0f} s left" if left < 90 else f"{percent} · about {left / 60:.0f} min left"
+
+
+class WheelOnlyWhenFocused(QObject):
+    """Spin boxes, combos and sliders take the wheel only when focused; otherwise it scrolls the panel.
+
+    Scrolling down a panel must never change a parameter it passes over.
+    """
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() != QEvent.Type.Wheel or not isinstance(watched, QWidget) or watched.hasFocus():
+            return False
+        area = watched.parentWidget()
+        while area is not None and not isinstance(area, QAbstractScrollArea):
+            area = area.parentWidget()
+        if area is not None:
+            QApplication.sendEvent(area.verticalScrollBar(), event)
+        else:
+            event.ignore()
+        return True
+
+
+def guard_wheel(root: QWidget, guard: QObject) -> None:
+    """Make every value editor under ``root`` wheel-safe (see :class:`WheelOnlyWhenFocused`)."""
+    for widget in root.findChildren(QWidget):
+        if isinstance(widget, (QAbstractSpinBox, QComboBox, QAbstractSlider)):
+            widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            widget.installEventFilter(guard)
 
 
 class ParameterForm(QWidget):
@@ -154,10 +185,10 @@ class ExplainPanel(QWidget):
         self.removal.setToolTip("What the trust figures replace removed pixels with")
         self.trust_figures.toggled.connect(self.removal.setEnabled)
         self.sanity = QCheckBox("Sanity check too (costs a second explanation)")
-        self.explain_button = QPushButton("Explain")
+        self.explain_button = QPushButton("Explain (E)")
         self.explain_button.setDefault(True)
         self.explain_button.clicked.connect(self.explain_requested)
-        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button = QPushButton("Cancel (Esc)")
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
@@ -177,6 +208,8 @@ class ExplainPanel(QWidget):
         for slider in (self.opacity, self.threshold):
             slider.valueChanged.connect(self.overlay_changed)
         self._layout(open_model)
+        self.wheel_guard = WheelOnlyWhenFocused(self)
+        guard_wheel(self, self.wheel_guard)
         self.set_running(False)
 
     @staticmethod
@@ -203,12 +236,15 @@ class ExplainPanel(QWidget):
         run_layout.addRow("Remove pixels to", self.removal)
         run_layout.addRow(self.sanity)
         method_layout.addLayout(run_layout)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.explain_button)
-        buttons.addWidget(self.cancel_button)
-        method_layout.addLayout(buttons)
-        method_layout.addWidget(self.progress)
         method_layout.addWidget(self.status)
+        # Explain, Cancel and the progress stay put in a bar of their own (see run_bar), outside
+        # whatever scrolls, so Cancel is where Explain was.
+        self.run_bar = QWidget()
+        bar = QHBoxLayout(self.run_bar)
+        bar.setContentsMargins(6, 4, 6, 4)
+        bar.addWidget(self.explain_button)
+        bar.addWidget(self.cancel_button)
+        bar.addWidget(self.progress, 1)
         overlay_box = QGroupBox("Overlay")
         overlay_layout = QFormLayout(overlay_box)
         overlay_layout.addRow(self.show_heat)
@@ -282,6 +318,12 @@ class ExplainPanel(QWidget):
         self.cancel_button.setEnabled(running)
         if not running:
             self.progress.setFormat("%p%")
+
+    def clear_run(self) -> None:
+        """Another image is on show: no progress or status line of the last one stays."""
+        self.set_running(False)
+        self.progress.setValue(0)
+        self.set_status("")
 
     def set_progress(self, progress: float, elapsed: float) -> None:
         self.progress.setValue(round(progress * 1000))

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import QApplication, QFileDialog, QFrame, QScrollArea, QWidget
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QApplication, QFileDialog, QFrame, QScrollArea, QVBoxLayout, QWidget
 from skimage.segmentation import find_boundaries
 
 from dicom.image import FrameImage
@@ -35,6 +36,7 @@ from explain.session import ExplanationRequest, Outcome, Step, probability_steps
 from explain.trust import TrustUpdate
 from exports.explained import Explained
 from exports.heat_colours import heat_levels, heat_lut
+from viewer import bindings
 from viewer.explain_panel import ExplainPanel
 from viewer.explain_worker import ExplainController, Job
 from viewer.export_actions import ExportActions
@@ -73,6 +75,17 @@ def scrolling(panel: QWidget) -> QScrollArea:
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
     return area
+
+
+def with_fixed_bar(panel: ExplainPanel) -> QWidget:
+    """The panel scrolling, with its Explain/Cancel bar fixed at the bottom where it never moves."""
+    container = QWidget()
+    layout = QVBoxLayout(container)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(0)
+    layout.addWidget(scrolling(panel), 1)
+    layout.addWidget(panel.run_bar)
+    return container
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,10 +128,12 @@ class ExplanationUi(QObject):
         self.panel = ExplainPanel()
         self.trust = TrustPanel()
         right = Qt.DockWidgetArea.RightDockWidgetArea
-        self.dock = window.add_dock("Explanation", "explain_dock", scrolling(self.panel), right)
+        self.dock = window.add_dock("Explanation", "explain_dock", with_fixed_bar(self.panel), right,
+                                    tab_with=window.tags_dock)
         self.trust_dock = window.add_dock("Trust", "trust_dock", scrolling(self.trust), right)
-        window.tabifyDockWidget(window.tags_dock, self.dock)
         self.dock.raise_()
+        self.key_actions = self._make_actions()
+        self.load_error: str | None = None
         self.controller = ExplainController(self)
         self.scoring = ExplainController(self)
         self.segment_outlines = pg.ImageItem()
@@ -128,6 +143,8 @@ class ExplanationUi(QObject):
         self.current: Explanation | None = None
         self.outcome: Outcome | None = None
         self.levels: tuple[float, float] | None = None
+        self.known_top: float | None = None
+        self._last_frame: Frame | None = None
         self.heat: np.ndarray | None = None
         self.started = 0.0
         self._probabilities_timer = QTimer(self)
@@ -160,6 +177,18 @@ class ExplanationUi(QObject):
         self.controller.shutdown()
         self.scoring.shutdown()
 
+    def _make_actions(self) -> dict[str, QAction]:
+        """E explains and Esc cancels, wherever the focus is in the window."""
+        handlers = {"explain": self.explain, "cancel_explanation": self.cancel}
+        actions = {}
+        for binding in bindings.EXPLAIN_KEYS:
+            action = QAction(binding.description, self.window)
+            action.setShortcuts(binding.shortcuts())
+            action.triggered.connect(handlers[binding.action])
+            self.window.addAction(action)
+            actions[binding.action] = action
+        return actions
+
     # --- model
 
     def open_model(self, path: Path) -> bool:
@@ -172,10 +201,13 @@ class ExplanationUi(QObject):
             finally:
                 QApplication.restoreOverrideCursor()
         except (ModelLoadError, DeviceError) as error:
-            self._say(f"Model not loaded: {error}")
+            self.load_error = f"Model not loaded: {error}"
+            self._say(self.load_error)
+            if self.model is None:
+                self.panel.model_label.setText(f"No model: {error}")
             return False
         self.cancel()
-        self.model = model
+        self.model, self.load_error = model, None
         settle_long_lived_objects()
         self.panel.set_model(model.card, f"{Path(path).name} on {describe(device)}")
         self._forget_explanation()
@@ -300,7 +332,11 @@ class ExplanationUi(QObject):
     # --- overlay
 
     def _show(self, update: Update) -> None:
-        """Put a map on the image; the colour scale only ever widens during one explanation.
+        """Put a map on the image, its colour scale following what is known of the map.
+
+        Updates with nothing known yet (all NaN) leave the scale alone: their fallback top of
+        1.0 would hide a map whose values are all far below it. During one explanation the
+        scale only widens, so partial maps do not flicker; the final map gets its own scale.
 
         The map stays on the model's grid and the view stretches it over the image, which is
         the inverse of the model's resize: resampling it to a large radiograph's own pixels on
@@ -310,8 +346,14 @@ class ExplanationUi(QObject):
         if image is None or self.current is None or image.frame is not self.current.frame:
             return
         self.heat = update.heatmap
-        top = heat_levels(update.heatmap)[1]
-        self.levels = (0.0, max(top, self.levels[1] if self.levels else 0.0))
+        finite = update.heatmap[np.isfinite(update.heatmap)]
+        top = float(finite.max()) if finite.size else 0.0
+        if top > 0:
+            known = self.known_top if self.known_top is not None and not update.final else 0.0
+            self.known_top = max(top, known)
+            self.levels = (0.0, self.known_top)
+        elif self.levels is None or update.final:
+            self.levels = heat_levels(update.heatmap)  # nothing positive known: a placeholder scale
         self.redraw()
 
     def redraw(self) -> None:
@@ -345,7 +387,7 @@ class ExplanationUi(QObject):
 
     def _forget_explanation(self) -> None:
         """Nothing explained on screen: no overlay, no figures, nothing to export."""
-        self.current, self.outcome, self.heat, self.levels = None, None, None, None
+        self.current, self.outcome, self.heat, self.levels, self.known_top = None, None, None, None, None
         self.window.view.overlay.clear()
         self.segment_outlines.clear()
         self.panel.colour_bar.set_levels(None)
@@ -353,7 +395,11 @@ class ExplanationUi(QObject):
         self.explained.emit(None)
 
     def _on_frame_shown(self, frame: Frame) -> None:
-        """Another image is on show: whatever ran or was shown was for the old one."""
+        """Another image is on show: whatever ran or was shown was for the old one, status lines included."""
+        if frame is not self._last_frame:
+            self._last_frame = frame
+            if self.current is None or frame is not self.current.frame:
+                self.panel.clear_run()
         if self.current is not None and frame is not self.current.frame:
             self.controller.next_generation()
             self.panel.set_running(False)

@@ -112,6 +112,9 @@ class MainWindow(QMainWindow):
         self.frame_index = 0
         self.error_box: QMessageBox | None = None
         self.shortcuts_dialog: ShortcutsDialog | None = None
+        #: Every dock with its default place: (dock, area, dock it is tabbed with or None).
+        self.dock_defaults: list[tuple[QDockWidget, Qt.DockWidgetArea, QDockWidget | None]] = []
+        self.docks_menu: QMenu | None = None
 
         self.setWindowTitle("Lightbox")
         self.setAcceptDrops(True)
@@ -364,8 +367,11 @@ class MainWindow(QMainWindow):
         file_menu.addAction("&Quit", QKeySequence.StandardKey.Quit, self.close)
 
         view_menu = menus.addMenu("&View")
-        view_menu.addAction(self.series_dock.toggleViewAction())
-        view_menu.addAction(self.tags_dock.toggleViewAction())
+        self.docks_menu = view_menu
+        self.docks_end = view_menu.addSeparator()
+        for dock, _area, _tab in self.dock_defaults:
+            view_menu.insertAction(self.docks_end, dock.toggleViewAction())
+        self.reset_layout_action = view_menu.addAction("Reset &layout", self.reset_layout)
         view_menu.addSeparator()
         for name in ("toggle_corner_text", "toggle_overlay", "invert", "reset", "fit", "zoom_in", "zoom_out"):
             view_menu.addAction(self.key_actions[name])
@@ -394,13 +400,37 @@ class MainWindow(QMainWindow):
         self.shortcuts_dialog.show()
         self.shortcuts_dialog.raise_()
 
-    def add_dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
-        """Put a panel beside the image; ``name`` keys its place in the saved layout."""
+    def add_dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea,
+                 tab_with: QDockWidget | None = None) -> QDockWidget:
+        """Put a panel beside the image (tabbed with ``tab_with``); ``name`` keys its place in the saved layout.
+
+        Every dock is listed in the View menu, so a closed one can be opened again.
+        """
         dock = QDockWidget(title, self)
         dock.setObjectName(name)  # saveState() finds docks by name
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
+        if tab_with is not None:
+            self.tabifyDockWidget(tab_with, dock)
+            dock.raise_()
+        self.dock_defaults.append((dock, area, tab_with))
+        if self.docks_menu is not None:
+            self.docks_menu.insertAction(self.docks_end, dock.toggleViewAction())
         return dock
+
+    def reset_layout(self) -> None:
+        """Every dock back in its default place, shown, docked, tabbed as at first start."""
+        for dock, _area, _tab in self.dock_defaults:
+            self.removeDockWidget(dock)
+        for dock, area, tab_with in self.dock_defaults:
+            dock.setFloating(False)
+            self.addDockWidget(area, dock)
+            dock.setFloating(False)
+            dock.show()
+            if tab_with is not None:
+                self.tabifyDockWidget(tab_with, dock)
+                dock.raise_()
+        self.resizeDocks([self.series_dock, self.tags_dock], [170, 420], Qt.Orientation.Horizontal)
 
     # --- layout memory, drops and closing
 
