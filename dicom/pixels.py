@@ -48,8 +48,17 @@ class Window:
         return np.clip((x - (c - 0.5)) / (w - 1.0) + 0.5, 0.0, 1.0)
 
     def describe(self) -> str:
-        """Short text for the status bar: ``W 400 L 40``."""
-        return f"W {self.width:g} L {self.center:g}"
+        """Short text for the status bar: ``W 400 L 40``, in whole numbers as every viewer shows them.
+
+        A window narrower than ten units (SUV, a unit image) keeps three significant digits,
+        where a whole number would read zero.
+        """
+        return f"W {readable(self.width)} L {readable(self.center)}"
+
+
+def readable(value: float) -> str:
+    """A window value as a reader wants it: whole from ten up, three significant digits below."""
+    return f"{value:.0f}" if abs(value) >= 10 else f"{value:.3g}"
 
 
 @dataclass(frozen=True, eq=False)

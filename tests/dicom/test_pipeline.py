@@ -219,3 +219,11 @@ def test_rgb_renders_unchanged(tmp_path):
     image = load_frame(only_frame(factory.write_image(tmp_path / "rgb.dcm", rgb, photometric="RGB")))
     assert image.is_colour and image.voi_choices() == []
     np.testing.assert_array_equal(image.render(None, invert=False), rgb)
+
+
+def test_a_dragged_window_reads_in_whole_numbers_and_a_narrow_one_keeps_its_digits():
+    from dicom.pixels import Window
+
+    assert Window(-269.685, 1994.53, "", "LINEAR").describe() == "W 1995 L -270"
+    assert Window(40, 400, "", "LINEAR").describe() == "W 400 L 40"
+    assert Window(0.25, 0.5, "", "LINEAR").describe() == "W 0.5 L 0.25"
