@@ -75,6 +75,7 @@ __all__ = [
     "write_float_image",
     "write_deflate_bomb",
     "write_unconvertible_value",
+    "nested_sequence",
     "write_nested_sequences",
     "write_rle_overrun",
 ]
@@ -1104,15 +1105,20 @@ def write_unconvertible_value(path: PathLike, vr: bytes = b"LK") -> Path:
     return path
 
 
-def write_nested_sequences(path: PathLike, depth: int) -> Path:
-    """Write an image holding a Content Sequence nested ``depth`` levels deep."""
-    item = Dataset()
-    item.CodeValue = "X"
+def nested_sequence(depth: int) -> DicomSequence:
+    """Sequences nested ``depth + 1`` deep: each item holds a Content Sequence, the last a Code Meaning."""
+    inner = Dataset()
+    inner.CodeMeaning = "deep"
     for _ in range(depth):
         outer = Dataset()
-        outer.ContentSequence = DicomSequence([item])
-        item = outer
-    return write_image(path, extra={"ContentSequence": item.ContentSequence})
+        outer.ContentSequence = DicomSequence([inner])
+        inner = outer
+    return DicomSequence([inner])
+
+
+def write_nested_sequences(path: PathLike, depth: int) -> Path:
+    """Write an image holding a Content Sequence nested ``depth`` levels deep."""
+    return write_image(path, extra={"ContentSequence": nested_sequence(depth - 1)})
 
 
 def write_rle_overrun(path: PathLike) -> Path:

@@ -118,17 +118,6 @@ def mark_everything(header: Dataset) -> dict[int, object]:
     return planted
 
 
-def nested_sequence(depth: int) -> Sequence:
-    """Sequences nested ``depth + 1`` deep: each item holds a Content Sequence, the last a Code Meaning."""
-    inner = Dataset()
-    inner.CodeMeaning = "deep"
-    for _ in range(depth):
-        outer = Dataset()
-        outer.ContentSequence = Sequence([inner])
-        inner = outer
-    return Sequence([inner])
-
-
 def leaked_in(dataset: Dataset, planted: dict[int, object]) -> list[str]:
     """Where ``dataset`` holds a planted value, a marker or a planted UID: ``keyword = value``, nested too."""
     found = []

@@ -27,13 +27,12 @@ from exports.dicom_objects import (
     write_secondary_capture,
 )
 from exports.key_image_report import write_report
-from tests.dicom_factory import write_ct_series, write_multiframe, write_radiograph
+from tests.dicom_factory import nested_sequence, write_ct_series, write_multiframe, write_radiograph
 from tests.exports.hostile_sources import (
     MARKED_UID_ROOT,
     MARKER,
     leaked_in,
     mark_everything,
-    nested_sequence,
     reread,
 )
 from tests.exports.test_dicom_objects import dciodvfy_errors, source_reference
