@@ -117,7 +117,7 @@ def path_digest(path: Path) -> str:
 
 
 def settings_of(settings: ExplanationSettings, args: argparse.Namespace) -> dict:
-    """What a folder's results depend on: method, parameters, model file, target, precision, identity.
+    """What a folder's results depend on: method, parameters, model file, target, score, precision, identity.
 
     Identity is among them so that a folder never mixes identified and de-identified exports.
     """
@@ -127,8 +127,8 @@ def settings_of(settings: ExplanationSettings, args: argparse.Namespace) -> dict
         raise CommandError(f"cannot read {args.model}: {error.strerror or error}") from None
     return json.loads(json.dumps({"method": settings.method.name, "params": dataclasses.asdict(settings.params),
                                   "model": Path(args.model).name, "model_sha256": digest,
-                                  "target": settings.label, "fast": settings.model.fast,
-                                  "identified": args.identified}))
+                                  "target": settings.label, "score": settings.explained_score,
+                                  "fast": settings.model.fast, "identified": args.identified}))
 
 
 def is_result_file(name: str) -> bool:
@@ -311,7 +311,7 @@ def one_line(error: BaseException) -> str:
 def write_summary(path: Path, rows: list[dict]) -> None:
     """Every image of the run, one row each, with its status and figures."""
     extra = list(dict.fromkeys(key for row in rows for key in row
-                               if key not in SUMMARY_COLUMNS and key not in ("outputs", "final", "progress")))
+                               if key not in SUMMARY_COLUMNS and key not in ("outputs", "final", "progress", "params")))
 
     def write(temporary: Path) -> None:
         with open(temporary, "w", newline="") as file:

@@ -16,7 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from cli.explain_outputs import FORMATS, OutputError, format_of, write_output
-from cli.image_explanation import CommandError, explain_image, prepare, update_record
+from cli.image_explanation import CommandError, explain_image, model_input, prepare, update_record
 from dicom.bundled import DEMO_MODEL, DEMO_STUDY
 from dicom.files import DicomReadError
 from dicom.image import FrameImage, load_frame
@@ -25,7 +25,8 @@ from explain.baselines import parse_baseline
 from explain.devices import DEVICE_CHOICES
 from explain.engine import Update
 from explain.methods import METHODS
-from explain.session import REMOVALS
+from explain.model_file import SCORES
+from explain.session import REMOVALS, ExplanationRequest, ExplanationSettings, saturation_warning
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", help="label name or index to explain (default: the card's last label)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     parser.add_argument("--batch-size", type=int, help="fixed batch size (default: tuned while running)")
+    parser.add_argument("--score", choices=SCORES, default="probability",
+                        help="what to explain of the target: its probability, or its log-odds, which still shows "
+                             "what drives a model whose probability is saturated near 0 or 1 (default: probability)")
     parser.add_argument("--fast", action="store_true",
                         help="half precision (bfloat16 on the CPU, float16 on a GPU): faster, slightly different maps")
     parser.add_argument("--out", type=Path,
@@ -120,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(str(error)) from None
     settings = prepare(args)
     image = first_image(args.paths[0] if args.paths else str(DEMO_STUDY))
+    warn_if_saturated(settings, image)
 
     def print_update(update: Update, elapsed: float) -> None:
         print(json.dumps(update_record(update, elapsed)), flush=True)
@@ -131,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(record), flush=True)
     else:
-        print(f"{settings.method.title} of '{settings.label}' (probability {record['score']:.3f}) "
+        print(f"{settings.method.title} of '{settings.label}' (probability {record['score']:.3f}{settings.score_aside}) "
               f"in {record['elapsed']:.2f} s, {record['evaluations']} model evaluations")
         for note in explained.outcome.final.notes:
             print(f"note: {note}")
@@ -143,6 +148,16 @@ def run(args: argparse.Namespace) -> int:
         except OutputError as error:
             raise CommandError(str(error)) from None
     return 0
+
+
+def warn_if_saturated(settings: ExplanationSettings, image: FrameImage) -> None:
+    """Say on stderr, before the work starts, that the map of a saturated probability will be blank."""
+    try:
+        note = saturation_warning(ExplanationRequest(settings, model_input(settings, image)))
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    if note:
+        print(f"warning: {note}", file=sys.stderr, flush=True)
 
 
 def explain_command(argv: Sequence[str]) -> int:

@@ -36,7 +36,8 @@ def write_npz(path: Path, result: Explained, _deidentify: bool) -> None:
         outcome = result.outcome
         np.savez_compressed(file, attribution=outcome.final.attribution.astype(np.float32),
                             model_input=outcome.request.model_input.numpy(), heatmap=result.heatmap(),
-                            target=np.int64(outcome.request.settings.target), score=np.float64(outcome.score))
+                            target=np.int64(outcome.request.settings.target), score=np.float64(outcome.score),
+                            explained_score=np.str_(outcome.request.settings.explained_score))
 
 
 def write_png(path: Path, result: Explained, deidentify: bool) -> None:
@@ -48,9 +49,9 @@ def write_png(path: Path, result: Explained, deidentify: bool) -> None:
 
     if deidentify and has_burned_in_annotation(result.frame.header):
         raise OutputError(BURNED_IN_REFUSAL)
-    heatmap = result.heatmap()
+    shown, show = result.shown(), result.display.show
     grey = result.image.render(result.image.default_voi(), result.image.inverted_by_default)
-    Image.fromarray(blend(grey, heatmap, heat_levels(heatmap))).save(path, format="PNG")
+    Image.fromarray(blend(grey, shown, heat_levels(shown, show), show=show)).save(path, format="PNG")
 
 
 class OutputError(Exception):

@@ -8,9 +8,12 @@ its JSON records are made here, so single runs and batches report alike.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import replace
+
+import torch
 
 from dicom.image import FrameImage
 from dicom.model_input import model_unit_image
@@ -36,7 +39,7 @@ def prepare(args: argparse.Namespace) -> ExplanationSettings:
         model = replace(load_model(args.model, pick_device(args.device)), fast=args.fast)
         target = model.card.label_index(args.target)
         return ExplanationSettings(method, params, model, target, trust=not args.no_trust, removal=args.removal,
-                                   sanity=args.sanity, batch_size=args.batch_size)
+                                   sanity=args.sanity, batch_size=args.batch_size, score=args.score)
     except (DeviceError, ModelLoadError, ModelCardError, ValueError, TypeError) as error:
         raise CommandError(str(error)) from None
 
@@ -50,13 +53,25 @@ def update_record(update: Update, elapsed: float) -> dict:
 def final_record(outcome: Outcome, elapsed: float) -> dict:
     """The last JSON line: the target, its score, the method's own figures and the trust figures.
 
-    ``notes`` holds the method's messages about its map (why it is blank), one line each, joined
+    ``score`` is the target's probability; ``explained_score`` what the map is of (the
+    probability, or the log-odds), and ``units`` what its values measure.
+
+    ``params`` are the method's parameters as run, defaults included, so a record says how to
+    repeat it. ``notes`` holds the method's messages about its map (why it is blank), one line each, joined
     into one string so that the batch summary keeps one column for them; empty when there are none.
     """
     settings = outcome.request.settings
     return {**update_record(outcome.final, elapsed), "method": settings.method.name, "target": settings.label,
-            "target_index": settings.target, "fast": settings.model.fast, "notes": " ".join(outcome.final.notes),
+            "target_index": settings.target, "explained_score": settings.explained_score, "units": settings.units,
+            "params": dataclasses.asdict(settings.params), "fast": settings.model.fast,
+            "notes": " ".join(outcome.final.notes),
             **outcome.figures}
+
+
+def model_input(settings: ExplanationSettings, image: FrameImage) -> torch.Tensor:
+    """The exact model input of an image, as the model's card asks; ValueError when it does not fit."""
+    card = settings.model.card
+    return to_model_input(model_unit_image(image, card.window), card.input)
 
 
 def explain_image(settings: ExplanationSettings, image: FrameImage,
@@ -65,8 +80,7 @@ def explain_image(settings: ExplanationSettings, image: FrameImage,
 
     ValueError when the image does not fit the model; ``on_update`` sees every partial map.
     """
-    card = settings.model.card
-    request = ExplanationRequest(settings, to_model_input(model_unit_image(image, card.window), card.input))
+    request = ExplanationRequest(settings, model_input(settings, image))
     started = time.perf_counter()
     outcome = Outcome(request)
     for step in run_session(request):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,13 @@ GPU_MAX_BATCH = 512
 #: backward passes at 16 on a 2-core CPU), which a short run such as integrated gradients'
 #: 50 steps would not earn back.
 TRIAL_PAYBACK = 4
+#: A settled batch size tries its neighbours again after this many batches (the load a
+#: measurement was taken under may have gone, or come), twice as long after each trial that
+#: lost, up to :data:`LONGEST_REVISIT`, so that a well-chosen size pays little for the checks.
+REVISIT = 8
+LONGEST_REVISIT = 64
+#: A size's speed is judged on its last this many batches.
+RECENT = 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,14 +94,21 @@ class BatchScorer:
     """Scores perturbed inputs in batches on the model's device, tuning the batch size as it goes.
 
     The batch size starts at one, so the first partial map comes after a single forward pass,
-    and doubles until a size is clearly slower per input than the best so far (by a tenth, seen
-    twice, as timings on a busy machine are noisy); it then settles on the best. It grows only
-    while enough work remains to repay a new size's set-up (:data:`TRIAL_PAYBACK`). Stopping only
-    on a clear loss matters: a large CNN on a CPU gains little from each doubling, so a rule that
-    waited for gains would stop at one or two, where Python's overhead per layer dominates, and
-    too large a batch is slow again once its activations no longer fit the caches. Every trial
-    batch is real work that counts toward the result; none is spent on measuring alone.
-    Out-of-memory halves it.
+    and doubles until a size is clearly slower per input than the fastest so far (by a tenth,
+    seen twice); it then settles on the fastest. It grows only while enough work remains to
+    repay a new size's set-up (:data:`TRIAL_PAYBACK`). Stopping only on a clear loss matters: a
+    large CNN on a CPU gains little from each doubling, so a rule that waited for gains would
+    stop at one or two, where Python's overhead per layer dominates, and too large a batch is
+    slow again once its activations no longer fit the caches. Out-of-memory halves it.
+
+    Timings on a busy machine are noisy, and the noise goes one way: another process can only
+    slow a batch. So a size's speed is the fastest of its last few batches (:meth:`speed`), not
+    their mean, and a settled size is never final: every :data:`REVISIT` batches or more (less
+    often while the trials lose), one batch of the next larger or smaller size is tried and
+    compared with the settled size's recent speed, measured under the same load. A larger size
+    that wins resumes the growth, so a tuner that settled low while the machine was busy climbs
+    back once it is not. Every trial batch is real work that counts toward the result; none is
+    spent on measuring alone.
     """
 
     def __init__(
@@ -109,15 +124,18 @@ class BatchScorer:
         self.max_batch = 1 if not model.batched else (batch_size or (GPU_MAX_BATCH if gpu else CPU_MAX_BATCH))
         self.size = 1 if not model.batched else (batch_size or 1)
         self.evaluations = 0
-        # What the growth has learned, kept across runs: a method that scores in stages (the
+        # What the tuning has learned, kept across runs: a method that scores in stages (the
         # coarse grid, then the rest) goes on from there rather than growing again from scratch.
-        self.growing = not self.fixed and model.batched
-        self.best_rate, self.best_size, self.misses = 0.0, self.size, 0
+        self.tuning = not self.fixed and model.batched
+        self.growing = self.tuning
+        self.settled, self.since_settled, self.upward, self.revisit = self.size, 0, True, REVISIT
+        self.rates: dict[int, deque[float]] = {}
 
     def target_scores(self, batch: Any, forward: Callable[[Any], torch.Tensor] | None = None) -> np.ndarray:
-        """The target probability of each input, as float64 on the host (one synchronisation)."""
+        """The target's score of each input (its probability, or its log-odds as the model's ``score``
+        says), as float64 on the host (one synchronisation)."""
         with torch.inference_mode():
-            scores = self.model.probabilities(batch, forward)[:, self.target]
+            scores = self.model.target_scores(batch, self.target, forward)
         return scores.detach().to("cpu", torch.float64).numpy()
 
     def score(self, batch: torch.Tensor) -> np.ndarray:
@@ -134,7 +152,7 @@ class BatchScorer:
         """Yield ``(start, results)`` for inputs ``start ..`` in order until all ``count`` are done.
 
         ``make_batch(start, stop)`` builds the inputs on the device; ``evaluate`` turns a batch
-        into results, the target's probabilities by default (gradient methods pass their own).
+        into results, the target's scores by default (gradient methods pass their own).
         Stops quietly when the cancel token is set, at the latest one batch after it was.
         """
         evaluate = evaluate or self.target_scores
@@ -149,33 +167,81 @@ class BatchScorer:
             except RuntimeError as error:
                 if not is_out_of_memory(error) or self.size == 1:
                     raise
-                self.size, self.max_batch, self.growing = self.size // 2, self.size // 2, False
-                if self.model.device.type == "cuda":
-                    torch.cuda.empty_cache()
+                self._shrink()
                 continue
             self.evaluations += stop - start
             rate = (stop - start) / max(self.clock() - began, 1e-9)
             yield start, results
-            if self.growing and stop - start == self.size:
+            if self.tuning and stop - start == self.size:
                 self._learn(rate, count - stop)
             start = stop
 
+    def _shrink(self) -> None:
+        """Out of memory: half the size, and never more than that again."""
+        self.size = self.max_batch = self.settled = self.size // 2
+        self.growing = False
+        if self.model.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def speed(self, size: int) -> float:
+        """Inputs per second of a size: the fastest of its recent batches, as load only slows one."""
+        return max(self.rates.get(size, ()), default=0.0)
+
+    def fastest(self) -> int:
+        """The size with the highest :meth:`speed`; the larger of two equally fast."""
+        return max(self.rates, key=lambda size: (self.speed(size), size))
+
     def _learn(self, rate: float, remaining: int) -> None:
-        """One full batch's throughput: grow, try the size again, or settle on the best.
+        """One full batch's throughput: grow, settle, or judge a trial of a neighbouring size."""
+        self.rates.setdefault(self.size, deque(maxlen=RECENT)).append(rate)
+        if self.growing:
+            self._grow(remaining)
+        elif self.size != self.settled:
+            self._judge_trial(rate)
+        else:
+            self._maybe_revisit(remaining)
+
+    def _grow(self, remaining: int) -> None:
+        """Double while no size is clearly slower than the fastest (seen twice), then settle on the fastest.
 
         Where too little work remains for a larger size to pay back, the size stays; a later
         stage of the same method, with more work, may grow it then.
         """
-        if rate > self.best_rate:
-            self.best_rate, self.best_size = rate, self.size
-        if rate < self.best_rate * 0.9:
-            self.misses += 1  # the same size once more before giving up on it
-            if self.misses >= 2:
-                self.growing, self.size = False, self.best_size
+        if self.speed(self.size) < self.speed(self.fastest()) * 0.9:
+            if len(self.rates[self.size]) >= 2:  # the same size once more before giving up on it
+                self._settle(self.fastest())
         elif self.size >= self.max_batch:
-            self.growing = False
-        elif remaining >= TRIAL_PAYBACK * 2 * self.size:
-            self.misses, self.size = 0, min(self.size * 2, self.max_batch)
+            self._settle(self.size)
+        elif self.pays_back(self.size * 2, remaining):
+            self.size = self.size * 2
+
+    def _settle(self, size: int) -> None:
+        self.growing, self.size, self.settled, self.since_settled = False, size, size, 0
+
+    def pays_back(self, size: int, remaining: int) -> bool:
+        """Whether enough work remains for batches of ``size`` to repay its set-up."""
+        return size <= self.max_batch and remaining >= TRIAL_PAYBACK * size
+
+    def _maybe_revisit(self, remaining: int) -> None:
+        """Every ``revisit`` batches, try one batch of the next size up or down, in turn, where there is one."""
+        self.since_settled += 1
+        if self.since_settled < self.revisit:
+            return
+        self.since_settled, self.upward = 0, not self.upward
+        larger = self.settled * 2 if self.pays_back(self.settled * 2, remaining) else 0
+        turns = (larger, self.settled // 2) if self.upward else (self.settled // 2, larger)
+        self.size = next((size for size in turns if size), self.settled)
+
+    def _judge_trial(self, rate: float) -> None:
+        """Keep a tried neighbour that beat the settled size's recent speed; a larger one grows on."""
+        if rate <= self.speed(self.settled):
+            self.size, self.revisit = self.settled, min(self.revisit * 2, LONGEST_REVISIT)
+            return
+        self.revisit = REVISIT
+        if self.size > self.settled:
+            self.growing, self.settled = True, self.size
+        else:
+            self._settle(self.size)
 
 
 def model_device_input(x: torch.Tensor, model: LoadedModel) -> torch.Tensor:

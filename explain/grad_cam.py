@@ -11,8 +11,8 @@ probability's own times the positive factor ``1 / (p (1 - p))``; but it does not
 confident sigmoid head rounds p to 1.0 in float32, and the probability's gradient, and its map,
 to exactly zero. For a sigmoid head the log-odds is the logit, the usual target of Grad-CAM; for
 a softmax head it is the target's logit less the log-sum-exp of the others. Grad-CAM++ is not
-blind to that factor, and uses the same target. The ``score`` figure is the probability, as for
-every method.
+blind to that factor, and uses the same target (:func:`explain.model_file.log_odds`, which every
+method explains when asked to). The ``score`` figure is the probability, as for every method.
 
 The final map equals the ``grad-cam`` package's (``pytorch_grad_cam``) on the same layer and
 target, before the package rescales it to [0, 1]: ours keeps its units, so that a weak map
@@ -42,7 +42,7 @@ from torch.fx import GraphModule, Interpreter, Node
 from explain.baselines import baseline_image
 from explain.engine import CancelToken, Update, model_device_input, same_for_every_channel
 from explain.method import Method
-from explain.model_file import LoadedModel
+from explain.model_file import LoadedModel, log_odds
 
 aten = torch.ops.aten
 
@@ -190,15 +190,6 @@ def chosen_layer(model: LoadedModel, params: GradCamParams) -> Node:
     return named_layer(model.module, name) if name else find_layer(model.module)
 
 
-def log_odds(logits: torch.Tensor, target: int, activation: str) -> torch.Tensor:
-    """``log(p / (1 - p))`` of the target's probability per row, from the logits without forming p."""
-    logits = logits.float()
-    if activation == "sigmoid":
-        return logits[:, target]
-    others = torch.cat([logits[:, :target], logits[:, target + 1:]], dim=1)
-    return logits[:, target] - torch.logsumexp(others, dim=1)
-
-
 class LayerTap:
     """One image through the exported graph, node by node, with the layer's value cut loose.
 
@@ -332,6 +323,6 @@ def zero_baseline(x: torch.Tensor, params: GradCamParams) -> torch.Tensor:
 
 
 METHOD = Method("gradcam", "Grad-CAM", GradCamParams, partial(class_activation_map, weigh=grad_cam_weights),
-                baseline=zero_baseline, units=UNITS)
+                baseline=zero_baseline, units=UNITS, fixed_score="log-odds")
 PLUS_PLUS = Method("gradcampp", "Grad-CAM++", GradCamParams, partial(class_activation_map, weigh=grad_cam_pp_weights),
-                   baseline=zero_baseline, units=UNITS)
+                   baseline=zero_baseline, units=UNITS, fixed_score="log-odds")

@@ -33,6 +33,30 @@ class Outlines:
     labels: Callable[[torch.Tensor, Any], np.ndarray]
 
 
+#: What the overlay may show of a map: both signs on a diverging scale, or one magnitude on the heat scale.
+SHOWS = ("signed", "positive", "absolute")
+
+
+@dataclass(frozen=True)
+class Display:
+    """How a method's map is first drawn: which of its signs (one of :data:`SHOWS`), and how much
+    Gaussian smoothing, ``smooth`` being the sigma in pixels of the map's own grid (0 for none).
+
+    Display only: the map, its ``.npz`` and its Parametric Map keep the method's raw values.
+    Gradients are signed and speckled pixel by pixel, so their magnitude is shown smoothed;
+    maps that measure one thing per region (occlusion, Grad-CAM) are shown as they are.
+    """
+
+    show: str = "positive"
+    smooth: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.show not in SHOWS:
+            raise ValueError(f"show must be one of {', '.join(SHOWS)}, not {self.show!r}")
+        if not self.smooth >= 0:
+            raise ValueError(f"smoothing must be zero or more pixels, not {self.smooth}")
+
+
 @dataclass(frozen=True)
 class Method:
     """One explanation method.
@@ -42,7 +66,10 @@ class Method:
     which the trust figures remove pixels. ``units`` says what the map measures, for the colour
     bar and the exports. ``choices`` lists parameters with a fixed set of values, and
     ``image_or_value`` those that take a number or the name of a derived image (``mean``,
-    ``blur``); both are parsed alike on the command line and in the viewer.
+    ``blur``); both are parsed alike on the command line and in the viewer. ``display`` is how
+    the viewer first draws the map, which the reader may change. ``fixed_score`` names what a
+    method explains whatever the score chosen (Grad-CAM always the log-odds); None for one that
+    explains the chosen score (:attr:`explain.model_file.LoadedModel.score`).
     """
 
     name: str
@@ -54,6 +81,13 @@ class Method:
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     image_or_value: tuple[str, ...] = ()
     outlines: Outlines | None = None
+    display: Display = Display()
+    fixed_score: str | None = None
+
+    def units_for(self, score: str) -> str:
+        """The units of a map of ``score``: a method that follows the setting names the probability in
+        its units, and a map of the log-odds measures the same thing of the log-odds."""
+        return self.units if self.fixed_score else self.units.replace("probability", score)
 
     def make_params(self, values: Mapping[str, Any]) -> Any:
         """Parameters from a mapping that may hold other methods' options too; None means default."""

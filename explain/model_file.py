@@ -18,6 +18,9 @@ from explain.in_place import functionalize
 from explain.model_archive import UnsafeArchive, load_program
 from explain.model_card import ModelCard, ModelCardError
 
+#: What a method may explain of the target: its probability, or its log-odds ``log(p / (1 - p))``.
+SCORES = ("probability", "log-odds")
+
 
 class ModelLoadError(Exception):
     """The model cannot be used; the message is one plain line for the user."""
@@ -34,7 +37,9 @@ class LoadedModel:
 
     ``fast`` runs the model in half precision (bfloat16 on the CPU, float16 on a GPU): several
     times faster where the hardware has the instructions, at the price of maps that differ
-    slightly from the exact ones. It is off unless asked for.
+    slightly from the exact ones. It is off unless asked for. ``score`` is what the methods
+    explain of the target (:meth:`target_scores`): its probability, or its log-odds (one of
+    :data:`SCORES`), which shows what drives a model whose probability is saturated at 0 or 1.
     """
 
     card: ModelCard
@@ -43,6 +48,11 @@ class LoadedModel:
     batched: bool
     path: Path | None = None
     fast: bool = False
+    score: str = "probability"
+
+    def __post_init__(self) -> None:
+        if self.score not in SCORES:
+            raise ValueError(f"score must be one of {', '.join(SCORES)}, not {self.score!r}")
 
     def precision(self) -> contextlib.AbstractContextManager:
         """The context the model runs in: autocast to half precision in fast mode."""
@@ -51,18 +61,43 @@ class LoadedModel:
         dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def probabilities(self, batch: torch.Tensor, forward: Callable[[Any], torch.Tensor] | None = None) -> torch.Tensor:
-        """Probabilities ``(N, labels)`` for a batch already on the model's device.
+    def logits(self, batch: torch.Tensor, forward: Callable[[Any], torch.Tensor] | None = None) -> torch.Tensor:
+        """The model's outputs ``(N, labels)`` in float32 for a batch already on its device.
 
         ``forward`` stands in for the module where the batch is described another way (the
         occluded copies of incremental inference).
         """
         with self.precision():
-            logits = (forward or self.module)(batch)
-        logits = logits.float()
+            return (forward or self.module)(batch).float()
+
+    def probabilities(self, batch: torch.Tensor, forward: Callable[[Any], torch.Tensor] | None = None) -> torch.Tensor:
+        """Probabilities ``(N, labels)``, by the card's activation."""
+        logits = self.logits(batch, forward)
         if self.card.activation == "softmax":
             return torch.softmax(logits, dim=1)
         return torch.sigmoid(logits)
+
+    def target_scores(self, batch: torch.Tensor, target: int,
+                      forward: Callable[[Any], torch.Tensor] | None = None) -> torch.Tensor:
+        """What the methods explain of the target, per input: its probability or its log-odds, as ``score`` says."""
+        if self.score == "log-odds":
+            return log_odds(self.logits(batch, forward), target, self.card.activation)
+        return self.probabilities(batch, forward)[:, target]
+
+
+def log_odds(logits: torch.Tensor, target: int, activation: str) -> torch.Tensor:
+    """``log(p / (1 - p))`` of the target's probability per row, from the logits without forming p.
+
+    It rises and falls with the probability but does not saturate: a confident model rounds p
+    to 1.0 in float32, and every change of it, and every map of it, to exactly zero. For a
+    sigmoid head it is the logit; for a softmax head the target's logit less the log-sum-exp of
+    the others.
+    """
+    logits = logits.float()
+    if activation != "softmax":
+        return logits[:, target]
+    others = torch.cat([logits[:, :target], logits[:, target + 1:]], dim=1)
+    return logits[:, target] - torch.logsumexp(others, dim=1)
 
 
 def batch_is_free(program: torch.export.ExportedProgram) -> bool:

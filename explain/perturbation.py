@@ -328,4 +328,5 @@ def perturbation(
 
 
 METHOD = Method("perturbation", "Meaningful perturbation", PerturbationParams, perturbation,
-                baseline=perturbation_baseline, units="mask: share removed", choices={"mode": MODES})
+                baseline=perturbation_baseline, units="mask: share removed", choices={"mode": MODES},
+                fixed_score="log-probability")

@@ -53,6 +53,7 @@ from pydicom.uid import generate_uid
 from dicom.image import FrameImage
 from dicom.pixels import Voi
 from dicom.series import frame_attribute, frame_count
+from explain.method import Display
 from explain.preprocessing import to_image_grid
 from exports.deidentify import (
     deidentified_source,
@@ -63,7 +64,7 @@ from exports.deidentify import (
     pseudonymous_uid,
 )
 from exports.errors import ExportError
-from exports.heat_colours import blend, heat_levels, heat_table
+from exports.heat_colours import blend, displayed, heat_levels, heat_table
 from exports.trust_text import named_figures
 
 MANUFACTURER = "Lightbox"
@@ -94,8 +95,10 @@ class ExportedExplanation:
 
     ``source`` is the explained image's header (pixel data not needed), ``frame_index`` its frame
     in a multi-frame file; ``shown`` is the image as the reader saw it (8-bit grey, or RGB);
-    ``heatmap`` is float32 on the same grid. ``opacity`` and ``threshold`` are the overlay's,
-    for the burned-in picture. ``figures`` are the trust figures (empty when none were run).
+    ``heatmap`` is float32 on the same grid, the raw values the Parametric Map stores.
+    ``opacity``, ``threshold``, ``show`` and ``overlay_heatmap`` (the display copy of the map on
+    the same grid, None to draw the raw map) are the overlay's, for the burned-in picture.
+    ``figures`` are the trust figures (empty when none were run).
     """
 
     source: Dataset
@@ -111,6 +114,8 @@ class ExportedExplanation:
     verdict: str = ""
     opacity: float = 0.6
     threshold: float = 0.1
+    show: str = "positive"
+    overlay_heatmap: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.heatmap.shape != self.shown.shape[:2]:
@@ -118,11 +123,22 @@ class ExportedExplanation:
 
     @property
     def levels(self) -> tuple[float, float]:
+        """The raw map's colour scale, as the Parametric Map's palette has it."""
         return heat_levels(self.heatmap)
+
+    @property
+    def overlay_heat(self) -> np.ndarray:
+        """The map as the overlay draws it: the display copy, or the raw map when there is none."""
+        return self.heatmap if self.overlay_heatmap is None else self.overlay_heatmap
+
+    @property
+    def overlay_levels(self) -> tuple[float, float]:
+        """The burned-in picture's colour scale, as the colour bar on screen has it."""
+        return heat_levels(self.overlay_heat, self.show)
 
     def overlay(self) -> np.ndarray:
         """The picture with the heat burned in: 8-bit RGB, as on screen."""
-        return blend(self.shown, self.heatmap, self.levels, self.opacity, self.threshold)
+        return blend(self.shown, self.overlay_heat, self.overlay_levels, self.opacity, self.threshold, self.show)
 
     def headline(self) -> str:
         """``AI explanation: Occlusion, effusion 0.97``, short enough for a Series Description."""
@@ -145,19 +161,27 @@ class ExportedExplanation:
 def explanation_to_export(image: FrameImage, heatmap: np.ndarray, *, method: str, model_name: str, target: str,
                           score: float, units: str = "", figures: Mapping[str, float] | None = None,
                           verdict: str = "", voi: Voi | None = None, invert: bool | None = None,
-                          opacity: float = 0.6, threshold: float = 0.1) -> ExportedExplanation:
+                          opacity: float = 0.6, threshold: float = 0.1,
+                          display: Display | None = None) -> ExportedExplanation:
     """Describe an explanation of ``image`` for export; ``heatmap`` may be on the model's grid.
 
-    ``voi`` and ``invert`` are what the reader had on screen (the file's default otherwise).
+    ``voi`` and ``invert`` are what the reader had on screen (the file's default otherwise), and
+    so is ``display``, made on the grid ``heatmap`` is given on, as the view smooths it; without
+    one the overlay draws the raw map's positive part.
     """
     rows, columns = image.stored.shape[:2]
-    heat = np.asarray(heatmap, dtype=np.float32)
-    if heat.shape != (rows, columns):
-        heat = to_image_grid(heat, (rows, columns))
+    overlay = None if display is None else on_image_grid(displayed(heatmap, display), (rows, columns))
     voi = voi if voi is not None else image.default_voi()
     shown = image.render(voi, image.inverted_by_default if invert is None else invert)
-    return ExportedExplanation(image.frame.header, image.frame.index, shown, heat, method, model_name, target,
-                               float(score), units, dict(figures or {}), verdict, opacity, threshold)
+    return ExportedExplanation(image.frame.header, image.frame.index, shown, on_image_grid(heatmap, (rows, columns)),
+                               method, model_name, target, float(score), units, dict(figures or {}), verdict, opacity,
+                               threshold, "positive" if display is None else display.show, overlay)
+
+
+def on_image_grid(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A map as float32 on the image's ``(rows, columns)``, resized there when it is on the model's grid."""
+    heat = np.asarray(heatmap, dtype=np.float32)
+    return heat if heat.shape == shape else to_image_grid(heat, shape)
 
 
 # --- the two objects

@@ -26,7 +26,7 @@ from pydicom.valuerep import PersonName
 
 from exports.deidentify import refuse_burned_in
 from exports.dicom_objects import ExportedExplanation, ExportError
-from exports.heat_colours import heat_table
+from exports.heat_colours import colour_table
 from exports.trust_text import named_figures
 
 #: Patient and study lines of an identified report, in order: (label, attribute).
@@ -63,9 +63,9 @@ def png_data_uri(pixels: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def colour_bar_pixels(height: int = 256) -> np.ndarray:
+def colour_bar_pixels(show: str = "positive", height: int = 256) -> np.ndarray:
     """The overlay's colour map as a vertical strip, most heat at the top."""
-    rows = heat_table()[np.linspace(255, 0, height).round().astype(int)]
+    rows = colour_table(show)[np.linspace(255, 0, height).round().astype(int)]
     return np.repeat(rows[:, None, :], 8, axis=1)
 
 
@@ -94,7 +94,7 @@ def report_html(result: ExportedExplanation, deidentify: bool = False) -> str:
     """
     if deidentify:
         refuse_burned_in(result.source)
-    low, high = result.levels
+    low, high = result.overlay_levels
     summary = [("Model", result.model_name), ("Method", result.method), ("Target", result.target),
                ("Probability", f"{result.score:.3f}")]
     if result.units:
@@ -120,7 +120,7 @@ model's output, not a diagnosis.</p>
 <div class="pictures">
 <img class="image" src="{png_data_uri(result.shown)}" alt="image as read">
 <img class="image" src="{png_data_uri(result.overlay())}" alt="image with heatmap">
-<div class="bar"><img src="{png_data_uri(colour_bar_pixels())}" alt="colour scale">
+<div class="bar"><img src="{png_data_uri(colour_bar_pixels(result.show))}" alt="colour scale">
 <span class="top">{high:.3g}</span><span class="bottom">{low:.3g}</span></div>
 <div class="caption">Image as read</div>
 <div class="caption">With the heatmap ({html.escape(result.method)}{units})</div>

@@ -11,7 +11,7 @@ from dataclasses import fields
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractScrollArea,
@@ -36,12 +36,12 @@ from PySide6.QtWidgets import (
 )
 
 from explain.baselines import BASELINE_NAMES, parse_baseline
-from explain.method import Method
+from explain.method import SHOWS, Display, Method
 from explain.methods import METHODS
 from explain.model_card import ModelCard
-from explain.model_file import LoadedModel
-from explain.session import REMOVALS, ExplanationSettings
-from exports.heat_colours import heat_table
+from explain.model_file import SCORES, LoadedModel
+from explain.session import REMOVALS, ExplanationSettings, explained_score, saturation_note
+from exports.heat_colours import colour_table
 
 #: Beside each label while the model scores the image on show.
 PENDING = "  · scoring…"
@@ -50,6 +50,10 @@ REMOVAL_TEXT = {"baseline": "the method's baseline", "blur": "a blur of the imag
 #: Limits of the numeric parameter boxes; generous, the engine checks what really fits.
 INT_RANGE = (0, 100_000)
 FLOAT_RANGE = (-1e6, 1e6)
+#: How each display choice of the overlay reads in the panel.
+SHOW_TEXT = {"signed": "signed", "positive": "positive only", "absolute": "absolute value"}
+#: The most smoothing offered, in pixels of the map's grid: more blurs a 224-pixel map into one blob.
+MAX_SMOOTH = 20.0
 
 
 def remaining_text(progress: float, elapsed: float) -> str:
@@ -156,6 +160,7 @@ class ExplainPanel(QWidget):
     cancel_requested = Signal()
     open_model_requested = Signal()
     overlay_changed = Signal()
+    display_changed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -165,6 +170,15 @@ class ExplainPanel(QWidget):
         open_model.setToolTip("A torch.export archive (.pt2) with its JSON card beside it")
         open_model.clicked.connect(self.open_model_requested)
         self.target = QComboBox()
+        self.score = QComboBox()
+        self.score.addItems(list(SCORES))
+        self.score.setToolTip("What the map explains of the target: its probability, or its log-odds, which still "
+                              "moves when a model sure of itself has its probability stuck at 0 or 1")
+        self.saturation = QLabel("")
+        self.saturation.setWordWrap(True)
+        self.saturation.setStyleSheet("color: #d08000;")
+        self.saturation.hide()
+        self.probabilities: list[float] | None = None
         self.method = QComboBox()
         self.forms = QStackedWidget()
         for method in METHODS.values():
@@ -199,9 +213,25 @@ class ExplainPanel(QWidget):
         self.show_heat.setChecked(True)
         self.show_outlines = QCheckBox("Show regions")
         self.method.currentIndexChanged.connect(self._show_form)
+        for choice in (self.target, self.score, self.method):
+            choice.currentIndexChanged.connect(self.update_saturation)
         self._show_form(0)
         self.opacity = self._slider(60)
         self.threshold = self._slider(10)
+        self.sign_choice = QComboBox()
+        for show in SHOWS:
+            self.sign_choice.addItem(SHOW_TEXT[show], show)
+        self.sign_choice.setToolTip("Signed: evidence for the target red, against it blue. Positive only: the "
+                                    "evidence for it. Absolute value: how much each pixel matters, either way")
+        self.smoothing = QDoubleSpinBox()
+        self.smoothing.setRange(0.0, MAX_SMOOTH)
+        self.smoothing.setDecimals(1)
+        self.smoothing.setSingleStep(0.5)
+        self.smoothing.setSpecialValueText("off")
+        self.smoothing.setToolTip("Gaussian smoothing of the map as drawn, its width in the map's own pixels; "
+                                  "the map, its .npz and its Parametric Map keep the raw values")
+        self.sign_choice.currentIndexChanged.connect(self.display_changed)
+        self.smoothing.valueChanged.connect(self.display_changed)
         self.colour_bar = ColourBar()
         for control in (self.show_heat, self.show_outlines):
             control.toggled.connect(self.overlay_changed)
@@ -225,6 +255,8 @@ class ExplainPanel(QWidget):
         model_layout.addRow(self.model_label)
         model_layout.addRow(open_model)
         model_layout.addRow("Explain", self.target)
+        model_layout.addRow("Score", self.score)
+        model_layout.addRow(self.saturation)
         method_box = QGroupBox("Method")
         method_layout = QVBoxLayout(method_box)
         method_layout.addWidget(self.method)
@@ -249,6 +281,8 @@ class ExplainPanel(QWidget):
         overlay_layout = QFormLayout(overlay_box)
         overlay_layout.addRow(self.show_heat)
         overlay_layout.addRow(self.show_outlines)
+        overlay_layout.addRow("Show", self.sign_choice)
+        overlay_layout.addRow("Smooth (px)", self.smoothing)
         overlay_layout.addRow(self.colour_bar)
         overlay_layout.addRow("Opacity", self.opacity)
         overlay_layout.addRow("Threshold", self.threshold)
@@ -273,6 +307,7 @@ class ExplainPanel(QWidget):
     def set_model(self, card: ModelCard | None, detail: str = "") -> None:
         """Show the model's name; the target list follows its labels."""
         self.model_label.setText(f"<b>{card.name}</b><br>{detail}" if card else "No model")
+        self.probabilities = None  # another model's scores
         self.target.clear()
         if card is not None:
             for label in card.labels:
@@ -282,6 +317,8 @@ class ExplainPanel(QWidget):
 
     def set_probabilities(self, probabilities: list[float] | None) -> None:
         """Put the model's probability for the current image beside each label."""
+        self.probabilities = probabilities
+        self.update_saturation()
         for index in range(self.target.count()):
             label = self._label(index)
             text = label if probabilities is None else f"{label}  ({probabilities[index]:.2f})"
@@ -289,6 +326,8 @@ class ExplainPanel(QWidget):
 
     def set_probabilities_pending(self) -> None:
         """Say that the image on show is being scored, so no label shows another image's probability."""
+        self.probabilities = None
+        self.update_saturation()
         for index in range(self.target.count()):
             self.target.setItemText(index, f"{self._label(index)}{PENDING}")
 
@@ -308,7 +347,21 @@ class ExplainPanel(QWidget):
         """Everything chosen here for an explanation with ``model``; ValueError if a parameter is malformed."""
         return ExplanationSettings(self.current_method(), self.parameters(), model, self.target_index(),
                                    trust=self.trust_figures.isChecked(), removal=str(self.removal.currentData()),
-                                   sanity=self.sanity.isChecked(), batch_size=self.batch_size.value() or None)
+                                   sanity=self.sanity.isChecked(), batch_size=self.batch_size.value() or None,
+                                   score=self.score.currentText())
+
+    def update_saturation(self) -> None:
+        """Say before a run, in one line, that the target's probability on this image is saturated.
+
+        Its map would be blank; the reader may choose the log-odds. The score is not switched for
+        them, so that a map's units never change from one image to the next.
+        """
+        index, probabilities = self.target_index(), self.probabilities
+        note = ""
+        if probabilities is not None and 0 <= index < len(probabilities):
+            note = saturation_note(probabilities[index], explained_score(self.current_method(), self.score.currentText()))
+        self.saturation.setText(note)
+        self.saturation.setVisible(bool(note))
 
     def target_index(self) -> int:
         return self.target.currentIndex()
@@ -338,21 +391,31 @@ class ExplainPanel(QWidget):
     def threshold_value(self) -> float:
         return self.threshold.value() / 100.0
 
+    def display(self) -> Display:
+        """How the reader has chosen to draw the map: which of its signs, how smoothed."""
+        return Display(str(self.sign_choice.currentData()), self.smoothing.value())
+
+    def set_display(self, display: Display) -> None:
+        """Put a method's default display in the controls, announced once for both."""
+        with QSignalBlocker(self.sign_choice), QSignalBlocker(self.smoothing):
+            self.sign_choice.setCurrentIndex(self.sign_choice.findData(display.show))
+            self.smoothing.setValue(display.smooth)
+        self.display_changed.emit()
+
 
 class ColourBar(QWidget):
     """The heatmap's colour scale with its fixed ends, so a colour can be read as a number."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        table = np.ascontiguousarray(heat_table()[None, :, :])
-        self._image = QImage(table.data, 256, 1, 3 * 256, QImage.Format.Format_RGB888).copy()
         self.gradient = QLabel()
         self.gradient.setMinimumHeight(14)
         self.gradient.setScaledContents(True)
-        self.gradient.setPixmap(QPixmap.fromImage(self._image))
+        self.show_colours("positive")
         self.low, self.high, self.unit = QLabel(""), QLabel(""), QLabel("")
         self.high.setAlignment(Qt.AlignmentFlag.AlignRight)
         self.unit.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.unit.setWordWrap(True)
         ends = QHBoxLayout()
         ends.addWidget(self.low)
         ends.addWidget(self.unit, 1)
@@ -362,8 +425,15 @@ class ColourBar(QWidget):
         layout.addWidget(self.gradient)
         layout.addLayout(ends)
 
-    def set_levels(self, levels: tuple[float, float] | None, unit: str = "") -> None:
-        """Label the ends; None clears them when no heatmap is shown."""
+    def show_colours(self, show: str) -> None:
+        """Draw the colour map of a display choice (see :func:`~exports.heat_colours.colour_table`)."""
+        table = np.ascontiguousarray(colour_table(show)[None, :, :])
+        image = QImage(table.data, 256, 1, 3 * 256, QImage.Format.Format_RGB888).copy()  # its own pixels
+        self.gradient.setPixmap(QPixmap.fromImage(image))
+
+    def set_levels(self, levels: tuple[float, float] | None, unit: str = "", show: str = "positive") -> None:
+        """Label the ends and colour the bar as the overlay is drawn; None clears the labels when no heatmap is shown."""
+        self.show_colours(show)
         self.low.setText("" if levels is None else f"{levels[0]:.3g}")
         self.high.setText("" if levels is None else f"{levels[1]:.3g}")
         self.unit.setText("" if levels is None else unit)

@@ -29,13 +29,13 @@ from dicom.model_input import model_unit_image
 from dicom.series import Frame
 from explain.devices import DeviceError, describe, pick_device
 from explain.engine import CancelToken, Update
-from explain.method import Method
+from explain.method import Display, Method
 from explain.model_file import LoadedModel, ModelLoadError, load_model
 from explain.preprocessing import to_model_input
 from explain.session import ExplanationRequest, Outcome, Step, probability_steps, run_session, sanity_steps
 from explain.trust import TrustUpdate
 from exports.explained import Explained
-from exports.heat_colours import heat_levels, heat_lut
+from exports.heat_colours import displayed, heat_lut, heat_top, scale_levels
 from viewer import bindings
 from viewer.explain_panel import ExplainPanel
 from viewer.explain_worker import ExplainController, Job
@@ -45,8 +45,13 @@ from viewer.trust_panel import TrustPanel
 
 #: Superpixel outlines: white, half transparent, visible on both lung and bone.
 SEGMENT_OUTLINE = (255, 255, 255, 140)
+#: The mark on a map that a cancel stopped: amber on a dark band, legible on lung and on bone.
+PARTIAL_COLOUR = (255, 190, 40)
+PARTIAL_FILL = (0, 0, 0, 190)
 #: Wait this long after the last image change before scoring the new image for the target list.
 PROBABILITY_DELAY_MS = 150
+#: What the colour bar adds to the method's units for each display choice.
+SCALE_NOTES = {"signed": ", blue against, red for", "positive": "", "absolute": ", either sign"}
 
 
 def precision(model: LoadedModel) -> str:
@@ -66,6 +71,12 @@ def settle_long_lived_objects() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+def scale_text(units: str, display: Display, fast: bool) -> str:
+    """What the colour bar's numbers are: the method's units, as drawn, so a smoothed value is not read as raw."""
+    smoothing = f", smoothed {display.smooth:g}\N{NO-BREAK SPACE}px" if display.smooth > 0 else ""
+    return f"{units}{SCALE_NOTES[display.show]}{smoothing}{' (fast mode)' if fast else ''}"
 
 
 def scrolling(panel: QWidget) -> QScrollArea:
@@ -139,6 +150,12 @@ class ExplanationUi(QObject):
         self.segment_outlines = pg.ImageItem()
         self.segment_outlines.setZValue(2)
         window.view.box.addItem(self.segment_outlines, ignoreBounds=True)
+        # On the image itself, so a picture of the view carries it too.
+        self.partial_label = pg.TextItem(color=PARTIAL_COLOUR, fill=pg.mkBrush(*PARTIAL_FILL), anchor=(0.5, 0.0))
+        self.partial_label.setZValue(3)
+        self.partial_label.hide()
+        window.view.box.addItem(self.partial_label, ignoreBounds=True)
+        self.cancelled_at: float | None = None  # progress of a map a cancel stopped, None for any other
         self.model: LoadedModel | None = None
         self.current: Explanation | None = None
         self.outcome: Outcome | None = None
@@ -146,6 +163,9 @@ class ExplanationUi(QObject):
         self.known_top: float | None = None
         self._last_frame: Frame | None = None
         self.heat: np.ndarray | None = None
+        self.display: Display = self.panel.display()
+        self.shown_heat: np.ndarray | None = None  # the display copy of ``heat``, what the overlay draws
+        self.display_method: Method | None = None  # the method whose default display was last put in the panel
         self.started = 0.0
         self._probabilities_timer = QTimer(self)
         self._probabilities_timer.setSingleShot(True)
@@ -156,6 +176,7 @@ class ExplanationUi(QObject):
         self.panel.cancel_requested.connect(self.cancel)
         self.panel.open_model_requested.connect(self.choose_model)
         self.panel.overlay_changed.connect(self.redraw)
+        self.panel.display_changed.connect(self.restyle)
         self.panel.show_heat.toggled.connect(window.view.set_overlay_visible)
         self.trust.sanity_requested.connect(self.run_sanity_check)
         window.view.overlay_toggled.connect(self._sync_checkbox)
@@ -260,6 +281,9 @@ class ExplanationUi(QObject):
             return
         explanation = Explanation(ExplanationRequest(settings, x), image)
         self._forget_explanation()
+        if settings.method is not self.display_method:  # the reader's choice stays for more of the same method
+            self.display_method = settings.method
+            self.panel.set_display(settings.method.display)
         self.current, self.outcome, self.started = explanation, Outcome(explanation.request), time.perf_counter()
         self.panel.set_running(True)
         self.panel.set_progress(0.0, 0.0)
@@ -283,8 +307,12 @@ class ExplanationUi(QObject):
                                   lambda cancel: sanity_steps(explanation.request, outcome.final, cancel)))
 
     def cancel(self) -> None:
+        """Stop the job; a map it was still building stays on screen, marked as partial."""
         if self.controller.busy:
             self._say("Cancelled")
+            if self.heat is not None and self.outcome is not None and self.outcome.final is None:
+                self.cancelled_at = self.panel.progress.value() / self.panel.progress.maximum()
+                self.redraw()
         self.controller.cancel()
         self.panel.set_running(False)
 
@@ -315,8 +343,8 @@ class ExplanationUi(QObject):
         self.panel.set_progress(1.0, elapsed)
         self._show(update)
         score = update.figures.get("score")
-        detail = f" (probability {score:.2f})" if score is not None else ""
         settings = explanation.request.settings
+        detail = f" (probability {score:.2f}{settings.score_aside})" if score is not None else ""
         # A method's notes (why its map is blank, which layer it read) are part of the result.
         notes = "".join(f" {note}" for note in update.notes)
         self._say(f"Done in {elapsed:.1f} s, {update.evaluations} model evaluations{precision(settings.model)}: "
@@ -334,10 +362,6 @@ class ExplanationUi(QObject):
     def _show(self, update: Update) -> None:
         """Put a map on the image, its colour scale following what is known of the map.
 
-        Updates with nothing known yet (all NaN) leave the scale alone: their fallback top of
-        1.0 would hide a map whose values are all far below it. During one explanation the
-        scale only widens, so partial maps do not flicker; the final map gets its own scale.
-
         The map stays on the model's grid and the view stretches it over the image, which is
         the inverse of the model's resize: resampling it to a large radiograph's own pixels on
         the GUI thread for every partial update would cost the reader tens of milliseconds.
@@ -346,28 +370,57 @@ class ExplanationUi(QObject):
         if image is None or self.current is None or image.frame is not self.current.frame:
             return
         self.heat = update.heatmap
-        finite = update.heatmap[np.isfinite(update.heatmap)]
-        top = float(finite.max()) if finite.size else 0.0
+        if self.cancelled_at is not None:  # the cancel is obeyed at the end of a batch: its map is the last
+            self.cancelled_at = None if update.final else update.progress
+        self.restyle(keep_scale=not update.final)
+
+    def restyle(self, keep_scale: bool = False) -> None:
+        """Draw the map as the panel's Show and Smooth choices say, on a colour scale fitted to that drawing.
+
+        The drawing is a copy: the map, and every export of its values, stay raw. With
+        ``keep_scale`` (partial maps) the scale only widens, so the colours do not flicker; the
+        final map and a new choice get a scale of their own. Updates with nothing known yet (all
+        NaN) leave the scale alone: their fallback top of 1.0 would hide a map whose values are
+        all far below it.
+        """
+        if self.heat is None:
+            return
+        self.display = self.panel.display()
+        self.shown_heat = displayed(self.heat, self.display)
+        top = heat_top(self.shown_heat, self.display.show)
         if top > 0:
-            known = self.known_top if self.known_top is not None and not update.final else 0.0
-            self.known_top = max(top, known)
-            self.levels = (0.0, self.known_top)
-        elif self.levels is None or update.final:
-            self.levels = heat_levels(update.heatmap)  # nothing positive known: a placeholder scale
+            self.known_top = max(top, self.known_top or 0.0) if keep_scale else top
+        elif not keep_scale:
+            self.known_top = None
+        self.levels = scale_levels(self.known_top or 0.0, self.display.show)  # a placeholder while none is known
         self.redraw()
 
     def redraw(self) -> None:
-        """Draw the current map with the panel's opacity and threshold."""
+        """Draw the current display copy of the map with the panel's opacity and threshold."""
         self.draw_outlines()
-        if self.heat is None or self.levels is None:
+        if self.shown_heat is None or self.levels is None:
             return
-        lut = heat_lut(self.panel.opacity_value(), self.panel.threshold_value())
-        self.window.view.show_heatmap(self.heat, self.levels, lut)
+        show = self.display.show
+        lut = heat_lut(self.panel.opacity_value(), self.panel.threshold_value(), show)
+        self.window.view.show_heatmap(self.shown_heat, self.levels, lut)
         self.window.view.set_overlay_visible(self.panel.show_heat.isChecked())
-        unit = self.current.method.units if self.current else ""
-        if self.current and self.current.model.fast:
-            unit += " (fast mode)"
-        self.panel.colour_bar.set_levels(self.levels, unit)
+        settings = self.current.request.settings if self.current else None
+        text = scale_text(settings.units, self.display, settings.model.fast) if settings else ""
+        partial = self.partial_text()
+        self.panel.colour_bar.set_levels(self.levels, f"{text} — {partial}" if partial else text, show)
+        self.mark_partial(partial)
+
+    def partial_text(self) -> str:
+        """``partial: cancelled at 40%`` for a map a cancel stopped; empty for any other."""
+        return "" if self.cancelled_at is None else f"partial: cancelled at {100 * self.cancelled_at:.0f}%"
+
+    def mark_partial(self, text: str) -> None:
+        """Label the image on show at its top edge with ``text``; no label when it is empty."""
+        self.partial_label.setVisible(bool(text))
+        if text:
+            rect = self.window.view.image_rect()
+            self.partial_label.setText(text.upper().replace(": ", " — ", 1))
+            self.partial_label.setPos(rect.center().x(), rect.top())
 
     def draw_outlines(self) -> None:
         """Outline the regions the method worked on (LIME's superpixels), on the image's own pixels."""
@@ -387,7 +440,9 @@ class ExplanationUi(QObject):
 
     def _forget_explanation(self) -> None:
         """Nothing explained on screen: no overlay, no figures, nothing to export."""
-        self.current, self.outcome, self.heat, self.levels, self.known_top = None, None, None, None, None
+        self.current, self.outcome, self.heat, self.shown_heat, self.levels, self.known_top = (None,) * 6
+        self.cancelled_at = None
+        self.mark_partial("")
         self.window.view.overlay.clear()
         self.segment_outlines.clear()
         self.panel.colour_bar.set_levels(None)

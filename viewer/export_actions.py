@@ -37,8 +37,8 @@ KINDS: dict[str, tuple[str, str, str, Writer]] = {
 class ExportActions(QObject):
     """The Export submenu of a main window, fed finished explanations through :meth:`set_explained`.
 
-    The panel gives the overlay's opacity and threshold at the time of export, so a burned-in
-    picture looks as the reader has it on screen.
+    The panel gives the overlay's opacity, threshold and display choices at the time of export,
+    so a burned-in picture looks as the reader has it on screen.
     """
 
     def __init__(self, window: MainWindow, panel: ExplainPanel) -> None:
@@ -77,7 +77,7 @@ class ExportActions(QObject):
         if explained is None or image is None or image.frame is not explained.frame:
             return None
         return explained.for_export(voi=view.voi, invert=view.inverted, opacity=self.panel.opacity_value(),
-                                    threshold=self.panel.threshold_value())
+                                    threshold=self.panel.threshold_value(), display=self.panel.display())
 
     # --- exporting
 

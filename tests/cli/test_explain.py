@@ -79,6 +79,25 @@ def test_a_blank_map_is_reported_in_one_line(case, tmp_path):
     assert final["region_found"] == 0.0 and final["notes"] == note.removeprefix("note: ")
 
 
+def test_a_saturated_probability_is_warned_of_and_the_log_odds_score_recorded(case, tmp_path):
+    _, image = case
+    model = export_model(RegionDetector((8, 24, 30, 50), offset=30.0), card_for(48, 64), tmp_path)
+    options = (str(image), "--model", str(model), "--window", "8", "--stride", "4", "--no-trust", "--json")
+    plain = explain(*options)
+    assert plain.returncode == 0, plain.stderr
+    assert "warning: probability saturated at 1.000" in plain.stderr
+    final = json.loads(plain.stdout.splitlines()[-1])
+    assert final["explained_score"] == "probability" and "saturated at 1.000" in final["notes"]
+    out = tmp_path / "odds.npz"
+    odds = explain(*options, "--score", "log-odds", "--out", str(out))
+    assert odds.returncode == 0 and "warning" not in odds.stderr, odds.stderr
+    final = json.loads(odds.stdout.splitlines()[-1])
+    assert final["explained_score"] == "log-odds" and final["units"] == "drop in log-odds" and final["notes"] == ""
+    assert final["score"] == pytest.approx(1.0) and final["score_log_odds"] > 20
+    saved = np.load(out)
+    assert str(saved["explained_score"]) == "log-odds" and np.abs(saved["heatmap"]).max() > 0
+
+
 def test_png_overlay(case, tmp_path):
     from skimage.io import imread
 

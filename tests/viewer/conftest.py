@@ -1,4 +1,4 @@
-"""What the viewer's GUI tests share: the main window, a CT slice, and mouse wheel turns."""
+"""What the viewer's GUI tests share: the main window, a CT slice, mouse wheel turns, and the view's pixels."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QWheelEvent
+from PySide6.QtGui import QImage, QWheelEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
 from tests.dicom_factory import write_image
@@ -34,6 +34,37 @@ def turn_wheel(viewport: QWidget, notches: int, at: QPointF) -> None:
         False,
     )
     QApplication.sendEvent(viewport, event)
+
+
+def view_rgb(view: QWidget) -> np.ndarray:
+    """What a view shows, as rows x columns x RGB in device pixels: what a screenshot of it holds."""
+    image = view.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    width, height = image.width(), image.height()
+    pixels = np.frombuffer(image.constBits(), np.uint8).reshape(height, image.bytesPerLine())[:, : 3 * width]
+    return pixels.reshape(height, width, 3).astype(int)
+
+
+def on_screen(view, x: float, y: float) -> tuple[int, int]:
+    """The device pixel (row, column) of an image view that shows the point ``x``, ``y`` in millimetres."""
+    point = view.box.mapViewToDevice(QPointF(x, y))
+    ratio = view.devicePixelRatioF()
+    return int(point.y() * ratio), int(point.x() * ratio)
+
+
+def coloured(rgb: np.ndarray) -> np.ndarray:
+    """Which pixels are coloured rather than grey: their channels differ by more than 30 levels."""
+    return rgb.max(axis=-1) - rgb.min(axis=-1) > 30
+
+
+def coloured_fraction(window) -> float:
+    """The share of the view's pixels inside the image that are coloured rather than grey."""
+    view = window.view
+    rect = view.image_rect()
+    top, left = on_screen(view, rect.left(), rect.top())
+    bottom, right = on_screen(view, rect.right(), rect.bottom())
+    inside = view_rgb(view)[max(top, 0): bottom, max(left, 0): right]
+    assert inside.size, "the image is on screen"
+    return float(coloured(inside).mean())
 
 
 @pytest.fixture

@@ -1,0 +1,80 @@
+"""The quality benchmark's scoring, on hand-made maps whose right answer is known."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from quality import aopc_ratio, hottest_distance, otsu_iou, relevance_mass  # noqa: E402
+
+
+def lesion() -> np.ndarray:
+    """A 20 x 20 image with a lesion in rows 5-9, columns 5-9 (25 pixels)."""
+    mask = np.zeros((20, 20), dtype=bool)
+    mask[5:10, 5:10] = True
+    return mask
+
+
+def spot(row: int, column: int) -> np.ndarray:
+    heatmap = np.zeros((20, 20), dtype=np.float32)
+    heatmap[row, column] = 1.0
+    return heatmap
+
+
+def test_the_hottest_pixel_inside_the_lesion_is_at_distance_zero() -> None:
+    assert hottest_distance(spot(7, 7), lesion()) == 0.0
+
+
+def test_the_distance_is_to_the_nearest_lesion_pixel() -> None:
+    # Three columns right of the lesion's last column (9): a hit at 5 px, a miss at 0 px.
+    assert hottest_distance(spot(7, 12), lesion()) == 3.0
+    # Diagonal from the corner (9, 9): 3 and 4 pixels away makes 5.
+    assert hottest_distance(spot(12, 13), lesion()) == 5.0
+
+
+def test_the_hottest_pixel_wins_over_warmer_pixels_elsewhere() -> None:
+    heatmap = spot(0, 19) * 0.5 + spot(6, 6)
+    assert hottest_distance(heatmap, lesion()) == 0.0
+    assert hottest_distance(spot(6, 6) * 0.5 + spot(0, 19), lesion()) > 10
+
+
+def test_a_blank_or_unknown_map_points_nowhere() -> None:
+    assert hottest_distance(np.zeros((20, 20)), lesion()) == np.inf
+    assert hottest_distance(np.full((20, 20), np.nan), lesion()) == np.inf
+
+
+def test_otsu_segments_a_bright_square_exactly() -> None:
+    assert otsu_iou(lesion() * 3.0 + 1.0, lesion()) == pytest.approx(1.0)
+
+
+def test_otsu_iou_counts_the_overlap_against_the_union() -> None:
+    heatmap = np.zeros((20, 20))
+    heatmap[5:10, 7:12] = 2.0  # 25 pixels, 15 of them in the lesion: IoU 15 / 35
+    heatmap[0, 0] = -1.0  # the scaling to [0, 1] starts at the minimum, not at zero
+    assert otsu_iou(heatmap, lesion()) == pytest.approx(15 / 35)
+
+
+def test_otsu_iou_of_a_blank_map_is_zero() -> None:
+    assert otsu_iou(np.ones((20, 20)), lesion()) == 0.0
+    assert otsu_iou(np.full((20, 20), np.nan), lesion()) == 0.0
+
+
+def test_relevance_mass_counts_only_positive_heat() -> None:
+    heatmap = spot(7, 7) * 3.0 + spot(0, 0) * 1.0 - spot(0, 1) * 10.0
+    assert relevance_mass(heatmap, lesion()) == pytest.approx(0.75)
+
+
+def test_relevance_mass_of_an_even_map_is_the_lesion_share() -> None:
+    assert relevance_mass(np.ones((20, 20)), lesion()) == pytest.approx(25 / 400)
+    assert relevance_mass(-np.ones((20, 20)), lesion()) == 0.0
+
+
+def test_aopc_ratio_against_a_random_order() -> None:
+    assert aopc_ratio(0.3, 0.1) == pytest.approx(3.0)
+    assert aopc_ratio(0.3, -0.1) == np.inf
+    assert np.isnan(aopc_ratio(-0.1, 0.0))
