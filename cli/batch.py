@@ -8,7 +8,11 @@ are all there is done, and a second run over the same folder skips it; another i
 the UID gets a name of its own and never another image's results. ``batch.json`` holds the
 settings the folder's results were made with, so that a run with other settings cannot mix its
 maps in unnoticed. A file that cannot be read or explained is reported with one line and the
-rest go on; ``summary.csv`` lists every image of the run at the end.
+rest go on; ``summary.csv`` lists every image of the run at the end. An image outside what the
+model's card expects is such a failure unless ``--force``, which is not among the settings in
+``batch.json``: it decides which images are explained, not how, so a run with it explains the
+images an earlier run refused, and a later run without it keeps what was explained; each record's
+``image_check`` says what differed.
 
 The folder is held by one run at a time; the run first removes the temporary files a killed
 run left, and checks that it can write there. A folder that refuses a file (read-only, full,
@@ -44,7 +48,7 @@ from cli.explain_outputs import (
     replace_atomically,
     write_output,
 )
-from cli.image_explanation import CommandError, explain_image
+from cli.image_explanation import CommandError, explain_image, image_check
 from dicom.bundled import DEMO_STUDY
 from dicom.files import DicomReadError
 from dicom.image import load_frame
@@ -272,11 +276,17 @@ def is_done(job: Job, folder: Path, formats: list[str], record: dict | None) -> 
 
 def explain_job(job: Job, folder: Path, formats: list[str], settings: ExplanationSettings,
                 args: argparse.Namespace) -> dict:
-    """Explain one image and write its files, the record last."""
-    explained, record = explain_image(settings, load_frame(job.frame))
+    """Explain one image and write its files, the record last.
+
+    An image outside what the model's card expects fails with the reason unless ``--force``;
+    the record's ``image_check`` says what differed or went unchecked (empty when nothing).
+    """
+    image = load_frame(job.frame)
+    check = image_check(settings, image, args.force)
+    explained, record = explain_image(settings, image)
     for fmt in formats:
         write_output(job.output_path(folder, fmt), fmt, explained, deidentify=not args.identified)
-    record = {**job.source(), **record,
+    record = {**job.source(), **record, "image_check": check,
               "outputs": [job.output_path(folder, fmt).name for fmt in formats]}
     replace_atomically(job.record_path(folder), lambda temporary: temporary.write_text(json.dumps(record)))
     return record

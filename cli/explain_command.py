@@ -16,7 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from cli.explain_outputs import FORMATS, OutputError, format_of, write_output
-from cli.image_explanation import CommandError, explain_image, model_input, prepare, update_record
+from cli.image_explanation import CommandError, explain_image, image_check, model_input, prepare, update_record
 from dicom.bundled import DEMO_MODEL, DEMO_STUDY
 from dicom.files import DicomReadError
 from dicom.image import FrameImage, load_frame
@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what the trust figures remove pixels to: the method's baseline, or a blur")
     parser.add_argument("--sanity", action="store_true",
                         help="add the model-randomization sanity check (costs a second explanation)")
+    parser.add_argument("--force", action="store_true",
+                        help="explain images outside what the model's card expects (modality, body part, view, "
+                             "photometric, size) instead of refusing them; a warning says what differs")
     options = parser.add_argument_group("method options (each method takes its own)")
     users: dict[str, list[str]] = {}
     defaults: dict[str, object] = {}
@@ -124,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(str(error)) from None
     settings = prepare(args)
     image = first_image(args.paths[0] if args.paths else str(DEMO_STUDY))
+    note = image_check(settings, image, args.force)
+    if note:
+        print(f"warning: {note}", file=sys.stderr, flush=True)
     warn_if_saturated(settings, image)
 
     def print_update(update: Update, elapsed: float) -> None:

@@ -19,6 +19,7 @@ from dicom.image import FrameImage
 from dicom.model_input import model_unit_image
 from explain.devices import DeviceError, pick_device
 from explain.engine import Update
+from explain.expected_images import check_image
 from explain.methods import METHODS
 from explain.model_card import ModelCardError
 from explain.model_file import ModelLoadError, load_model
@@ -72,6 +73,18 @@ def model_input(settings: ExplanationSettings, image: FrameImage) -> torch.Tenso
     """The exact model input of an image, as the model's card asks; ValueError when it does not fit."""
     card = settings.model.card
     return to_model_input(model_unit_image(image, card.window), card.input)
+
+
+def image_check(settings: ExplanationSettings, image: FrameImage, force: bool) -> str:
+    """Refuse an image outside what the model's card expects unless ``force``; the line to warn with, if any.
+
+    CommandError, with the card's expectations and what the image has, for a mismatch; with
+    ``force``, or where the file does not record an attribute, the line comes back to be shown.
+    """
+    fit = check_image(settings.model.card.expects, image.frame.header)
+    if not fit.fits and not force:
+        raise CommandError(f"{fit.line()} (--force explains it anyway)")
+    return fit.line()
 
 
 def explain_image(settings: ExplanationSettings, image: FrameImage,

@@ -195,7 +195,19 @@ def group_headers(headers: Iterable[Header]) -> list[Study]:
         for series in study.series:
             series.frames = sort_frames(series.frames)
         study.series.sort(key=lambda s: (s.number is None, s.number or 0))
-    return list(studies.values())
+    return by_patient(list(studies.values()))
+
+
+def by_patient(studies: list[Study]) -> list[Study]:
+    """Each patient's studies together, newest first as PACS lists them, patients in the order first met.
+
+    The browser's patient > study tree and paging through series then go the same way.
+    """
+    first: dict[tuple[str, str], int] = {}
+    for study in studies:
+        first.setdefault((study.patient_id, study.patient_name), len(first))
+    newest_first = sorted(studies, key=lambda study: study.date, reverse=True)
+    return sorted(newest_first, key=lambda study: first[(study.patient_id, study.patient_name)])
 
 
 def open_paths(paths: Iterable[Path | str]) -> Collection:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from explain.expected_images import LISTED, MINIMA, ExpectedImages
+
 ACTIVATIONS = ("softmax", "sigmoid")
 #: A card is a few hundred bytes; anything near this is not a card.
 MAX_CARD_BYTES = 1 << 20
@@ -26,6 +28,12 @@ MAX_LABELS = 1000
 MAX_TEXT = 200
 #: Largest magnitude of a normalisation value or window; beyond it float32 arithmetic misleads.
 MAX_VALUE = 1e7
+#: A DICOM code string (Modality, Body Part Examined, ...) has at most 16 characters.
+MAX_CODE = 16
+#: Values one ``expects`` list may name; a card listing more is mistaken.
+MAX_EXPECTED = 64
+#: Rows and Columns are 16-bit in DICOM.
+MAX_ROWS = 65535
 
 
 class ModelCardError(ValueError):
@@ -54,6 +62,8 @@ class ModelCard:
     window: tuple[float, float] | None = None
     #: The exported graph's node whose feature maps Grad-CAM weighs; None lets it find one.
     gradcam_layer: str | None = None
+    #: The images the model was made for; None accepts any (see :mod:`explain.expected_images`).
+    expects: ExpectedImages | None = None
 
     def label_index(self, target: str | int | None) -> int:
         """The output index for a label name or index; the last label when none is given.
@@ -97,7 +107,8 @@ class ModelCard:
         if not isinstance(name, str) or len(name) > MAX_TEXT:
             raise ModelCardError(f"the model card's 'name' must be text of at most {MAX_TEXT} characters")
         return cls(name=name, labels=tuple(labels), activation=str(activation), input=input_spec(data.get("input")),
-                   window=card_window(data.get("window")), gradcam_layer=gradcam_layer(data.get("gradcam_layer")))
+                   window=card_window(data.get("window")), gradcam_layer=gradcam_layer(data.get("gradcam_layer")),
+                   expects=expected_images(data.get("expects")))
 
     @classmethod
     def read(cls, path: Path) -> ModelCard:
@@ -120,6 +131,7 @@ class ModelCard:
             "window": None if self.window is None else list(self.window),
             # Only when set, so that the cards written before it existed read back as they were.
             **({} if self.gradcam_layer is None else {"gradcam_layer": self.gradcam_layer}),
+            **({} if self.expects is None else {"expects": self.expects.to_dict()}),
         }
 
 
@@ -183,6 +195,34 @@ def gradcam_layer(name: Any) -> str | None:
         raise ModelCardError(f"the model card's 'gradcam_layer' must be a node name of at most {MAX_TEXT} "
                              "characters, or null")
     return name
+
+
+def expected_images(value: Any) -> ExpectedImages | None:
+    """The optional ``expects`` object; an unknown key is refused, since a misspelt one would check nothing."""
+    if value is None:
+        return None
+    keys = [name for name, _, _ in LISTED] + [name for name, _, _ in MINIMA]
+    if not isinstance(value, dict) or not set(value) <= set(keys):
+        raise ModelCardError(f"the model card's 'expects' must be an object with any of {', '.join(keys)}")
+    listed = {name: code_strings(value[name], name) for name, _, _ in LISTED if name in value}
+    minima = {name: least_size(value[name], name) for name, _, _ in MINIMA if name in value}
+    return ExpectedImages(**listed, **minima)
+
+
+def code_strings(value: Any, name: str) -> tuple[str, ...]:
+    """A non-empty list of DICOM code strings, kept upper-case as the comparison reads them."""
+    if (not isinstance(value, list) or not 0 < len(value) <= MAX_EXPECTED
+            or not all(isinstance(v, str) and 0 < len(v.strip()) <= MAX_CODE for v in value)):
+        raise ModelCardError(f"the model card's expects '{name}' must be a list of 1 to {MAX_EXPECTED} values "
+                             f"of 1 to {MAX_CODE} characters")
+    return tuple(dict.fromkeys(v.strip().upper() for v in value))
+
+
+def least_size(value: Any, name: str) -> int:
+    """A smallest number of rows or columns: a whole number that DICOM can hold."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= MAX_ROWS or value != int(value):
+        raise ModelCardError(f"the model card's expects '{name}' must be a whole number from 1 to {MAX_ROWS}")
+    return int(value)
 
 
 def read_card_text(path: Path) -> str:

@@ -29,6 +29,9 @@ from explain.model_file import LoadedModel
 
 #: The share of pixels removed for the verdict's sentence.
 VERDICT_FRACTION = 0.1
+#: The insertion curve says nothing of the map when the image with every pixel removed scores at
+#: least this share of the image's own probability (see :func:`insertion_uninformative`).
+INSERTION_ROOM = 0.9
 
 
 @dataclass(frozen=True)
@@ -164,9 +167,24 @@ def summarise(scores: np.ndarray, score: float, points: int, steps: int, repeats
         "aopc_random": float(np.mean([aopc(c) for c in random_aopc])),
         "top10_removed_score": float(np.interp(VERDICT_FRACTION, np.linspace(0, 1, points), deletion)),
         "random10_removed_score": float(np.mean(random_tenth)),
+        "removed_score": float(deletion[-1]),
     }
     curves = {"fraction": np.linspace(0, 1, points), "deletion": deletion, "insertion": insertion}
     return TrustUpdate(1.0, True, evaluations, figures, curves)
+
+
+def insertion_uninformative(figures: Mapping[str, float]) -> bool:
+    """Whether the insertion area cannot tell a good map from a bad one on this image.
+
+    The insertion curve starts at the probability of the image with every pixel removed
+    (``removed_score``) and ends at the image's own (``score``); its early points are inputs
+    that are nearly all baseline. When the model already gives the removed image at least
+    :data:`INSERTION_ROOM` of the image's probability, revealing pixels has under a tenth of
+    the score to rise by, and the area measures the baseline, not the map. For a probability
+    this also covers every removed image scoring 0.9 or more. The deletion curve starts from
+    the image itself and keeps its meaning.
+    """
+    return "removed_score" in figures and figures["removed_score"] >= INSERTION_ROOM * figures["score"]
 
 
 def iter_slices(values: np.ndarray) -> Callable[[int], np.ndarray]:
@@ -182,7 +200,16 @@ def iter_slices(values: np.ndarray) -> Callable[[int], np.ndarray]:
 
 
 def verdict(figures: Mapping[str, float], label: str) -> str:
-    """One sentence a radiologist reads beside the map."""
+    """One sentence a radiologist reads beside the map, and one more when the insertion curve means nothing."""
+    sentence = removal_verdict(figures, label)
+    if not insertion_uninformative(figures):
+        return sentence
+    return sentence + (f" The insertion curve means nothing here: with every pixel removed the {label} probability "
+                       f"is already {figures['removed_score']:.2f} (the image {figures['score']:.2f}).")
+
+
+def removal_verdict(figures: Mapping[str, float], label: str) -> str:
+    """Whether removing the map's top tenth changes the model's mind more than a random tenth does."""
     before = figures["score"]
     top, random = figures["top10_removed_score"], figures["random10_removed_score"]
     sentence = (f"Removing the top 10% of highlighted pixels changes the {label} probability from "

@@ -140,6 +140,11 @@ class ExportedExplanation:
         """The picture with the heat burned in: 8-bit RGB, as on screen."""
         return blend(self.shown, self.overlay_heat, self.overlay_levels, self.opacity, self.threshold, self.show)
 
+    @property
+    def scored_figures(self) -> dict[str, float]:
+        """The trust figures with the score beside them, which some of their hints are judged against."""
+        return {**self.figures, "score": self.score}
+
     def headline(self) -> str:
         """``AI explanation: Occlusion, effusion 0.97``, short enough for a Series Description."""
         return f"AI explanation: {self.method}, {self.target} {self.score:.2f}"[:64]
@@ -152,7 +157,7 @@ class ExportedExplanation:
             parts.append(f"Heat measures: {self.units}.")
         if self.figures:
             parts.append("Trust figures: " + ", ".join(f"{name} {value:.3f}"
-                                                       for name, value, _ in named_figures(self.figures)) + ".")
+                                                       for name, value, _ in named_figures(self.scored_figures)) + ".")
         if self.verdict:
             parts.append(self.verdict)
         return " ".join(parts)

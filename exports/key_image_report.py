@@ -6,7 +6,8 @@ No Qt here, so the command line can write it too::
 
 ``result`` is a :class:`~exports.dicom_objects.ExportedExplanation`. The page shows the image as
 read and with the heat over it, the colour bar, the model, method, target and its probability,
-the trust figures and verdict when they were computed. The pictures are embedded as PNG, so the
+the trust figures and verdict when they were computed, and the reader's measurements on that frame:
+drawn and numbered on the image as read, and listed as text. The pictures are embedded as PNG, so the
 file opens anywhere with nothing beside it. Patient and study details appear only when the
 export is not de-identified; the source's UIDs never do. A de-identified report of a source with
 burned-in annotation is refused, as the DICOM exports are: the pictures would show the text.
@@ -16,18 +17,25 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from datetime import datetime
 from io import BytesIO
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from pydicom.valuerep import PersonName
 
+from dicom.measurements import Kind, Measurement
 from exports.deidentify import refuse_burned_in
 from exports.dicom_objects import ExportedExplanation, ExportError
 from exports.heat_colours import colour_table
 from exports.trust_text import named_figures
+
+#: A measurement with the lines its label shows, as the viewer gives them.
+Labelled = tuple[Measurement, tuple[str, ...]]
+#: The viewer's measurement colour, over a dark outline so it shows on bone as on air.
+MARK_COLOUR, MARK_OUTLINE = (255, 214, 10), (0, 0, 0)
 
 #: Patient and study lines of an identified report, in order: (label, attribute).
 IDENTIFYING = (("Patient", "PatientName"), ("Patient ID", "PatientID"), ("Birth date", "PatientBirthDate"),
@@ -69,6 +77,39 @@ def colour_bar_pixels(show: str = "positive", height: int = 256) -> np.ndarray:
     return np.repeat(rows[:, None, :], 8, axis=1)
 
 
+def marked(pixels: np.ndarray, measurements: Sequence[Labelled]) -> np.ndarray:
+    """The picture (8-bit grey or RGB, on the frame's grid) with each measurement drawn and numbered.
+
+    Lines grow with the picture, so they stay visible when a large radiograph is printed small; the
+    numbers match the report's list, which carries the values (long labels would cover the anatomy).
+    """
+    picture = Image.fromarray(np.ascontiguousarray(pixels)).convert("RGB")
+    draw = ImageDraw.Draw(picture)
+    width = max(1, round(max(picture.size) / 400))
+    font = ImageFont.load_default(size=max(12, 6 * width + 6))
+    for number, (measurement, _) in enumerate(measurements, start=1):
+        points = [(x - 0.5, y - 0.5) for x, y in measurement.points]  # PIL puts pixel centres on integers
+        box = (min(p[0] for p in points), min(p[1] for p in points), max(p[0] for p in points),
+               max(p[1] for p in points))
+        for colour, line in ((MARK_OUTLINE, width + 2), (MARK_COLOUR, width)):
+            if measurement.kind is Kind.ELLIPSE:
+                draw.ellipse(box, outline=colour, width=line)
+            elif measurement.kind is Kind.RECTANGLE:
+                draw.rectangle(box, outline=colour, width=line)
+            else:
+                draw.line(points, fill=colour, width=line, joint="curve")
+        draw.text((box[2] + 2 * width + 2, box[1]), str(number), fill=MARK_COLOUR, font=font,
+                  stroke_width=max(1, width), stroke_fill=MARK_OUTLINE)
+    return np.asarray(picture)
+
+
+def measurement_rows(measurements: Sequence[Labelled]) -> str:
+    """The measurements as a numbered table, the numbers those drawn on the picture."""
+    rows = "".join(f"<tr><th>{number}</th><td>{html.escape(m.kind.title)}</td><td>{html.escape('; '.join(lines))}"
+                   f"</td></tr>" for number, (m, lines) in enumerate(measurements, start=1))
+    return f"<h2>Measurements</h2><table>{rows}</table>" if rows else ""
+
+
 def _rows(pairs: list[tuple[str, str]]) -> str:
     return "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in pairs)
 
@@ -87,8 +128,8 @@ def _patient_rows(result: ExportedExplanation) -> list[tuple[str, str]]:
     return rows
 
 
-def report_html(result: ExportedExplanation, deidentify: bool = False) -> str:
-    """The report as one HTML document (see the module's docstring).
+def report_html(result: ExportedExplanation, deidentify: bool = False, measurements: Sequence[Labelled] = ()) -> str:
+    """The report as one HTML document (see the module's docstring); ``measurements`` are on the frame's grid.
 
     :class:`~exports.errors.ExportError` when de-identifying a source with burned-in annotation.
     """
@@ -100,7 +141,7 @@ def report_html(result: ExportedExplanation, deidentify: bool = False) -> str:
     if result.units:
         summary.append(("Heat measures", result.units))
     figures = "".join(f"<tr><th>{html.escape(name)}</th><td class='value'>{value:.3f}</td>"
-                      f"<td class='note'>{html.escape(hint)}</td></tr>" for name, value, hint in named_figures(result.figures))
+                      f"<td class='note'>{html.escape(hint)}</td></tr>" for name, value, hint in named_figures(result.scored_figures))
     trust = (f"<h2>How far to trust the map</h2><table>{figures}</table>" if figures
              else "<p class='note'>No trust figures were computed for this map.</p>")
     verdict = f"<p class='verdict'>{html.escape(result.verdict)}</p>" if result.verdict else ""
@@ -118,7 +159,7 @@ def report_html(result: ExportedExplanation, deidentify: bool = False) -> str:
 model's output, not a diagnosis.</p>
 {patient}
 <div class="pictures">
-<img class="image" src="{png_data_uri(result.shown)}" alt="image as read">
+<img class="image" src="{png_data_uri(marked(result.shown, measurements))}" alt="image as read">
 <img class="image" src="{png_data_uri(result.overlay())}" alt="image with heatmap">
 <div class="bar"><img src="{png_data_uri(colour_bar_pixels(result.show))}" alt="colour scale">
 <span class="top">{high:.3g}</span><span class="bottom">{low:.3g}</span></div>
@@ -129,14 +170,16 @@ model's output, not a diagnosis.</p>
 <div><table>{_rows(summary)}</table>{verdict}</div>
 <div>{trust}</div>
 </div>
+{measurement_rows(measurements)}
 <p class="note">Lightbox, {made}.</p>
 </body></html>
 """
 
 
-def write_report(result: ExportedExplanation, path: str | Path, deidentify: bool = False) -> None:
+def write_report(result: ExportedExplanation, path: str | Path, deidentify: bool = False,
+                 measurements: Sequence[Labelled] = ()) -> None:
     """Write the report; :class:`~exports.dicom_objects.ExportError` with one line if it cannot be."""
     try:
-        Path(path).write_text(report_html(result, deidentify), encoding="utf-8")
+        Path(path).write_text(report_html(result, deidentify, measurements), encoding="utf-8")
     except OSError as error:
         raise ExportError(f"cannot write {path}: {error.strerror or error}") from None

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from explain.trust import insertion_uninformative
+
 #: How each figure is named for a reader, and which way is better.
 FIGURE_TEXT = {
     "deletion_auc": ("Deletion area", "lower is better"),
@@ -20,5 +22,13 @@ FIGURE_TEXT = {
 
 
 def named_figures(figures: Mapping[str, float]) -> list[tuple[str, float, str]]:
-    """``(name, value, hint)`` for each figure computed, in a fixed order."""
-    return [(name, float(figures[key]), hint) for key, (name, hint) in FIGURE_TEXT.items() if key in figures]
+    """``(name, value, hint)`` for each figure computed, in a fixed order; a caveat where a hint would mislead."""
+    caveats = {"insertion_auc": insertion_caveat(figures)}
+    return [(name, float(figures[key]), caveats.get(key) or hint)
+            for key, (name, hint) in FIGURE_TEXT.items() if key in figures]
+
+
+def insertion_caveat(figures: Mapping[str, float]) -> str:
+    """The insertion area's hint where it says nothing (see :func:`~explain.trust.insertion_uninformative`);
+    the verdict says why. Empty where it keeps its meaning."""
+    return "meaningless on this image" if insertion_uninformative(figures) else ""

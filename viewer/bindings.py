@@ -50,6 +50,10 @@ KEYS: tuple[KeyBinding, ...] = (
     KeyBinding("zoom_out", ("-",), "Zoom out"),
     KeyBinding("toggle_corner_text", ("T",), "Show or hide the corner text"),
     KeyBinding("toggle_overlay", ("H",), "Show or hide the heatmap overlay"),
+    KeyBinding("side_by_side", ("S",), "Side by side: the image with its map beside the image without"),
+    KeyBinding("cine", ("P",), "Cine: play or pause the series as a loop"),
+    KeyBinding("cine_slower", ("[",), "Cine: slower"),
+    KeyBinding("cine_faster", ("]",), "Cine: faster"),
 )
 
 #: The explanation panel's keys, bound by :mod:`viewer.explanation_ui`; none clashes with :data:`KEYS`.
@@ -57,6 +61,20 @@ EXPLAIN_KEYS: tuple[KeyBinding, ...] = (
     KeyBinding("explain", ("E",), "Explain the image on show with the panel's method"),
     KeyBinding("cancel_explanation", ("Esc",), "Cancel the running explanation"),
 )
+
+#: The measuring tools' keys, bound by :mod:`viewer.measurement_tools`; none clashes with the keys above.
+MEASURE_KEYS: tuple[KeyBinding, ...] = (
+    KeyBinding("length", ("L",), "Length tool: drag a line; mm, with the calibration stated"),
+    KeyBinding("angle", ("A",), "Angle tool: click an end, the vertex, the other end"),
+    KeyBinding("ellipse", ("O",), "Ellipse ROI tool: drag; mean, SD, min, max (HU on CT), area"),
+    KeyBinding("rectangle", ("B",), "Rectangle (box) ROI tool: drag; mean, SD, min, max, area"),
+    KeyBinding("delete_measurement", ("Del", "Backspace"), "Delete the selected measurement"),
+    KeyBinding("undo", ("Ctrl+Z",), "Undo the last measurement added, deleted or moved"),
+    KeyBinding("redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Redo"),
+)
+#: Leaves a measuring tool for the pointer. Not a window shortcut, since Esc also cancels an explanation:
+#: the image view takes it only while a tool is on or a shape is being drawn, and it has the focus.
+LEAVE_TOOL_KEY = "Esc"
 
 #: Keys 1 to 9 pick :func:`presets` in order.
 PRESET_KEYS: tuple[str, ...] = tuple(str(n) for n in range(1, 10))
@@ -119,7 +137,9 @@ def table() -> list[tuple[str, str]]:
     """Every binding as (input, what it does) rows, mouse first, for the help dialog."""
     rows = [(BUTTON_NAMES[button], drag.value) for button, drag in MOUSE_DRAGS.items()]
     rows.append(("Wheel", "Next image (down) / previous image (up)"))
-    rows.extend((key_text(binding.keys), binding.description) for binding in (*KEYS, *EXPLAIN_KEYS))
+    rows.extend((key_text(binding.keys), binding.description) for binding in (*KEYS, *EXPLAIN_KEYS, *MEASURE_KEYS))
+    rows.append((f"{key_text((LEAVE_TOOL_KEY,))} (on the image)", "Back to the pointer; cancel the shape being drawn"))
+    rows.append(("Left drag on a measurement", "Move it, or one of its points; a click selects it"))
     rows.append((PRESET_KEYS[0], "The file's own window"))
     rows.extend(
         (key, f"CT: {w.label} (W {w.width:g} L {w.center:g})")

@@ -65,6 +65,21 @@ def remaining_text(progress: float, elapsed: float) -> str:
     return f"{percent} · about {left:.0f} s left" if left < 90 else f"{percent} · about {left / 60:.0f} min left"
 
 
+def warning_label() -> QLabel:
+    """An amber line that says, before a run, what would make its map mislead; hidden while empty."""
+    label = QLabel("")
+    label.setWordWrap(True)
+    label.setStyleSheet("color: #d08000;")
+    label.hide()
+    return label
+
+
+def show_warning(label: QLabel, text: str) -> None:
+    """Show a warning line, or hide it when there is nothing to say, so no blank line takes room."""
+    label.setText(text)
+    label.setVisible(bool(text))
+
+
 class WheelOnlyWhenFocused(QObject):
     """Spin boxes, combos and sliders take the wheel only when focused; otherwise it scrolls the panel.
 
@@ -105,6 +120,18 @@ class ParameterForm(QWidget):
             editor = self._editor(field.name, field.default)
             self.editors[field.name] = editor
             layout.addRow(field.name.replace("_", " ").capitalize(), editor)
+        self.reset()
+
+    def reset(self) -> None:
+        """Every editor back to its parameter's default, as the method's parameters dataclass has it."""
+        for field in fields(self.method.params):
+            editor = self.editors[field.name]
+            if isinstance(editor, QCheckBox):
+                editor.setChecked(field.default)
+            elif isinstance(editor, (QSpinBox, QDoubleSpinBox)):
+                editor.setValue(field.default)
+            else:
+                editor.setCurrentText(str(field.default))
 
     def _editor(self, name: str, default: Any) -> QWidget:
         if name in self.method.image_or_value:
@@ -116,22 +143,17 @@ class ParameterForm(QWidget):
         if name in self.method.choices:
             box = QComboBox()
             box.addItems(list(self.method.choices[name]))
-            box.setCurrentText(str(default))
             return box
         if isinstance(default, bool):
-            check = QCheckBox()
-            check.setChecked(default)
-            return check
+            return QCheckBox()
         if isinstance(default, int):
             spin = QSpinBox()
             spin.setRange(*INT_RANGE)
-            spin.setValue(default)
             return spin
         if isinstance(default, float):
             spin = QDoubleSpinBox()
             spin.setRange(*FLOAT_RANGE)
             spin.setDecimals(3)
-            spin.setValue(default)
             return spin
         box = QComboBox()
         box.setEditable(True)
@@ -174,16 +196,17 @@ class ExplainPanel(QWidget):
         self.score.addItems(list(SCORES))
         self.score.setToolTip("What the map explains of the target: its probability, or its log-odds, which still "
                               "moves when a model sure of itself has its probability stuck at 0 or 1")
-        self.saturation = QLabel("")
-        self.saturation.setWordWrap(True)
-        self.saturation.setStyleSheet("color: #d08000;")
-        self.saturation.hide()
+        self.saturation = warning_label()
+        self.image_check = warning_label()
         self.probabilities: list[float] | None = None
         self.method = QComboBox()
         self.forms = QStackedWidget()
         for method in METHODS.values():
             self.method.addItem(method.title, method.name)
             self.forms.addWidget(ParameterForm(method))
+        self.reset_button = QPushButton("Reset to defaults")
+        self.reset_button.setToolTip("Put every parameter of this method, and how its map is shown, back to its default")
+        self.reset_button.clicked.connect(self.reset_method)
         self.fast = QCheckBox("Fast mode (half precision)")
         self.fast.setToolTip("bfloat16 on the CPU, float16 on a GPU: several times faster where the hardware "
                              "supports it; the map differs slightly from the exact one")
@@ -257,10 +280,12 @@ class ExplainPanel(QWidget):
         model_layout.addRow("Explain", self.target)
         model_layout.addRow("Score", self.score)
         model_layout.addRow(self.saturation)
+        model_layout.addRow(self.image_check)
         method_box = QGroupBox("Method")
         method_layout = QVBoxLayout(method_box)
         method_layout.addWidget(self.method)
         method_layout.addWidget(self.forms)
+        method_layout.addWidget(self.reset_button, 0, Qt.AlignmentFlag.AlignRight)
         run_layout = QFormLayout()
         run_layout.addRow(self.fast)
         run_layout.addRow("Batch size", self.batch_size)
@@ -340,6 +365,11 @@ class ExplainPanel(QWidget):
     def current_method(self) -> Method:
         return METHODS[self.method_name()]
 
+    def reset_method(self) -> None:
+        """The current method's parameters and its display back to their defaults."""
+        self.forms.currentWidget().reset()
+        self.set_display(self.current_method().display)
+
     def parameters(self) -> Any:
         return self.forms.currentWidget().values()
 
@@ -360,8 +390,14 @@ class ExplainPanel(QWidget):
         note = ""
         if probabilities is not None and 0 <= index < len(probabilities):
             note = saturation_note(probabilities[index], explained_score(self.current_method(), self.score.currentText()))
-        self.saturation.setText(note)
-        self.saturation.setVisible(bool(note))
+        show_warning(self.saturation, note)
+
+    def set_image_check(self, text: str) -> None:
+        """Say before a run, in one line, that the image is not of the kind the model expects.
+
+        Only a warning: the reader may still explain it (see :mod:`explain.expected_images`).
+        """
+        show_warning(self.image_check, text)
 
     def target_index(self) -> int:
         return self.target.currentIndex()

@@ -29,6 +29,7 @@ from dicom.model_input import model_unit_image
 from dicom.series import Frame
 from explain.devices import DeviceError, describe, pick_device
 from explain.engine import CancelToken, Update
+from explain.expected_images import check_image
 from explain.method import Display, Method
 from explain.model_file import LoadedModel, ModelLoadError, load_model
 from explain.preprocessing import to_model_input
@@ -190,6 +191,7 @@ class ExplanationUi(QObject):
         QApplication.instance().aboutToQuit.connect(self.shutdown)
         self.exports = ExportActions(window, self.panel)
         self.explained.connect(self.exports.set_explained)
+        window.compare.watch(self)  # the side-by-side pane keeps the previous map
         if model_path is not None:
             self.open_model(model_path)
 
@@ -232,6 +234,7 @@ class ExplanationUi(QObject):
         settle_long_lived_objects()
         self.panel.set_model(model.card, f"{Path(path).name} on {describe(device)}")
         self._forget_explanation()
+        self.check_image()
         self.update_probabilities()
         self._say(f"Model {model.card.name} ready")
         return True
@@ -259,6 +262,12 @@ class ExplanationUi(QObject):
             return probability_steps(model, x)
 
         self.scoring.start(Job(generation, "scoring", work))
+
+    def check_image(self) -> None:
+        """Warn in the panel when the image on show is not of the kind the model's card expects."""
+        image, model = self.window.view.image, self.model
+        line = "" if model is None or image is None else check_image(model.card.expects, image.frame.header).line()
+        self.panel.set_image_check(line)
 
     def _on_scoring_failed(self, message: str) -> None:
         self.panel.set_probabilities(None)
@@ -459,6 +468,7 @@ class ExplanationUi(QObject):
             self.controller.next_generation()
             self.panel.set_running(False)
             self._forget_explanation()
+        self.check_image()
         if self.model is not None:
             self.panel.set_probabilities_pending()  # the last image's scores are not this one's
         self._probabilities_timer.start()

@@ -3,7 +3,8 @@
 The DICOM and report items are enabled only while a final explanation is on screen, for the
 image it was made for; the trust figures and verdict go along once they have arrived. One
 checkable item, remembered between sessions and on by default, de-identifies every export; the
-picture of the view then leaves out the corner text, which names the patient. A failed export
+picture of the view then leaves out the corner text, which names the patient. The picture of the view
+shows the measurements as on screen, and the report draws and lists those of the explained frame. A failed export
 says why in one line in the status bar and changes nothing else.
 """
 
@@ -95,8 +96,9 @@ class ExportActions(QObject):
         if result is None:
             self._say("Nothing to export: explain the image first")
             return False
+        extra = {"measurements": self.window.measurements.measurements()} if kind == "report" else {}
         try:
-            writer(result, path, self.deidentify.isChecked())
+            writer(result, path, self.deidentify.isChecked(), **extra)
         except ExportError as error:
             self._say(f"{name[0].upper()}{name[1:]} not saved: {error}")
             return False

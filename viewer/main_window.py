@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydicom.valuerep import PersonName
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -35,11 +35,16 @@ from dicom.files import DicomReadError, ReadError
 from dicom.image import FrameCache, FrameImage
 from dicom.series import Collection, Series
 from viewer import bindings
+from viewer.cine import RATES, Cine
 from viewer.image_view import ZOOM_STEP, ImageView
+from viewer.measurement_tools import MeasurementTools
 from viewer.series_browser import SeriesBrowser
+from viewer.side_by_side import SideBySide
 from viewer.tag_panel import TagPanel
 
 MAX_RECENT = 10
+#: Default widths of the series browser (a thumbnail beside its title) and of the tags dock.
+DOCK_WIDTHS = [260, 420]
 RECENT_KEY = "recent"
 
 
@@ -119,12 +124,16 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Lightbox")
         self.setAcceptDrops(True)
         self.view = ImageView()
-        self.setCentralWidget(self.view)
+        self.measurements = MeasurementTools(self.view, self)
+        self.addToolBar(self.measurements.toolbar())
+        self.compare = SideBySide(self.view, self.cache, self)
+        self.setCentralWidget(self.compare.splitter)
+        self.cine = Cine(self)
         self.browser = SeriesBrowser(self.cache)
         self.tags = TagPanel()
         self.series_dock = self.add_dock("Series", "series_dock", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.tags_dock = self.add_dock("Tags", "tags_dock", self.tags, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.resizeDocks([self.series_dock, self.tags_dock], [170, 420], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.series_dock, self.tags_dock], DOCK_WIDTHS, Qt.Orientation.Horizontal)
 
         self.pixel_label, self.position_label, self.window_label, self.zoom_label = (QLabel() for _ in range(4))
         for label, width in (
@@ -144,6 +153,10 @@ class MainWindow(QMainWindow):
         self.view.cursor_moved.connect(self._show_pixel)
         self.view.display_changed.connect(self._show_display)
         self.browser.series_selected.connect(self.show_series)
+        self.compare.step_requested.connect(self.step)
+        self.compare.toggled.connect(self.key_actions["side_by_side"].setChecked)
+        self.cine.tick.connect(self.next_cine_frame)
+        self.cine.changed.connect(self._show_cine)
         self._restore_layout()
 
     # --- opening
@@ -166,7 +179,7 @@ class MainWindow(QMainWindow):
         self.collection = collection
         self.series_index = -1
         self.show_series(0)
-        self.browser.set_series(self.series)
+        self.browser.set_studies(collection.studies)
         study = collection.studies[0]
         patient = PersonName(study.patient_name).family_comma_given() if study.patient_name else study.patient_id
         self.setWindowTitle(f"{patient} – Lightbox" if patient else "Lightbox")
@@ -247,6 +260,7 @@ class MainWindow(QMainWindow):
         if index == self.series_index or index < 0:
             return
         self.series_index = index
+        self.cine.stop()
         self.browser.select(index)
         self._show_frame(0, keep_display=False)
 
@@ -279,7 +293,33 @@ class MainWindow(QMainWindow):
             self.view.show_image(image, position, keep_display)
         self.tags.set_dataset(frame.header)
         self._update_presets()
+        self.compare.follow(self.collection, series, index)
         self.frame_shown.emit(frame)
+
+    # --- cine
+
+    def toggle_cine(self) -> None:
+        """Play the current series (or multi-frame image) as a loop, or pause it."""
+        series = self.current_series
+        if self.cine.playing or series is None:
+            self.cine.stop()
+        elif len(series.frames) < 2:
+            self.statusBar().showMessage("Cine: one image only, nothing to play", 4000)
+        else:
+            self.cine.play(series.frames[self.frame_index])
+
+    def next_cine_frame(self) -> None:
+        """The cine timer's slot: the next image, back to the first after the last."""
+        series = self.current_series
+        if series is None:
+            self.cine.stop()
+        else:
+            self.go_to((self.frame_index + 1) % len(series.frames))
+
+    def _show_cine(self) -> None:
+        state = "playing" if self.cine.playing else "paused"
+        chosen = "the file's rate" if self.cine.fps is None else "chosen"
+        self.statusBar().showMessage(f"Cine {state}, {self.cine.rate:g} frames/s ({chosen})", 4000)
 
     # --- display
 
@@ -329,6 +369,10 @@ class MainWindow(QMainWindow):
             "zoom_out": lambda: self.view.zoom_by(1 / ZOOM_STEP),
             "toggle_corner_text": self.view.set_corner_text_visible,
             "toggle_overlay": self.view.toggle_overlay,
+            "side_by_side": self.compare.set_enabled,
+            "cine": self.toggle_cine,
+            "cine_slower": lambda: self.cine.step_rate(faster=False),
+            "cine_faster": lambda: self.cine.step_rate(faster=True),
         }
 
     def _make_actions(self) -> dict[str, QAction]:
@@ -342,6 +386,7 @@ class MainWindow(QMainWindow):
             actions[binding.action] = action
         actions["toggle_corner_text"].setCheckable(True)
         actions["toggle_corner_text"].setChecked(self.view.corner_text_visible)
+        actions["side_by_side"].setCheckable(True)
         return actions
 
     def _make_preset_actions(self) -> list[QAction]:
@@ -377,6 +422,9 @@ class MainWindow(QMainWindow):
             view_menu.addAction(self.key_actions[name])
         window_menu: QMenu = view_menu.addMenu("&Window presets")
         window_menu.addActions(self.preset_actions)
+        view_menu.addSeparator()
+        view_menu.addMenu(self.compare.make_menu(self, self.key_actions["side_by_side"]))
+        view_menu.addMenu(self._make_cine_menu())
 
         go_menu = menus.addMenu("&Go")
         for name in (
@@ -391,8 +439,31 @@ class MainWindow(QMainWindow):
         ):
             go_menu.addAction(self.key_actions[name])
 
+        self.measurements.fill_menu(menus.addMenu("&Tools"))
+
         help_menu = menus.addMenu("&Help")
         help_menu.addAction("&Keyboard shortcuts", QKeySequence.StandardKey.HelpContents, self.show_shortcuts)
+
+    def _make_cine_menu(self) -> QMenu:
+        """View > Cine: play/pause, slower/faster, and the frame rate: the file's, or a fixed one."""
+        menu = QMenu("&Cine", self)
+        menu.addActions([self.key_actions[name] for name in ("cine", "cine_slower", "cine_faster")])
+        menu.addSection("Frame rate")
+        group = QActionGroup(menu)
+        for fps in (None, *RATES):
+            text = "The file's rate (else 10 frames/s)" if fps is None else f"{fps:g} frames/s"
+            action = menu.addAction(text, lambda _=False, f=fps: self.cine.set_fps(f))
+            action.setCheckable(True)
+            action.setChecked(fps is None)
+            group.addAction(action)
+        self.cine.changed.connect(lambda: self._check_rate(group))
+        return menu
+
+    def _check_rate(self, group: QActionGroup) -> None:
+        """Tick the rate in use once the slower/faster keys have moved it."""
+        choices = [None, *RATES]
+        for action, fps in zip(group.actions(), choices, strict=True):
+            action.setChecked(fps == self.cine.fps)
 
     def show_shortcuts(self) -> None:
         if self.shortcuts_dialog is None:
@@ -430,7 +501,7 @@ class MainWindow(QMainWindow):
             if tab_with is not None:
                 self.tabifyDockWidget(tab_with, dock)
                 dock.raise_()
-        self.resizeDocks([self.series_dock, self.tags_dock], [170, 420], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.series_dock, self.tags_dock], DOCK_WIDTHS, Qt.Orientation.Horizontal)
 
     # --- layout memory, drops and closing
 

@@ -11,7 +11,8 @@ from explain.engine import CancelToken, Update
 from explain.model_file import load_model
 from explain.occlusion import OcclusionParams, occlusion
 from explain.sanity import randomized_copy, sanity_check
-from explain.trust import TrustParams, trust_figures, verdict
+from explain.trust import TrustParams, insertion_uninformative, trust_figures, verdict
+from exports.trust_text import named_figures
 from tests.model_factory import RegionDetector, SmallCnn, card_for, export_model
 
 CPU = torch.device("cpu")
@@ -125,3 +126,27 @@ def test_randomized_copy_leaves_the_original_alone(cnn):
     shuffled = randomized_copy(cnn)
     assert not torch.allclose(shuffled.probabilities(x), before)
     torch.testing.assert_close(cnn.probabilities(x).detach(), before)
+
+
+def test_an_insertion_curve_from_a_baseline_the_model_already_calls_a_finding_is_called_meaningless(detector, tmp_path):
+    # With offset 6 the blank baseline alone scores 0.998: revealing pixels has nothing to add.
+    sure = load_model(export_model(RegionDetector(BOX, offset=6.0), card_for(40, 48), tmp_path), CPU)
+    x, truth = torch.ones(1, 40, 48), np.zeros((40, 48))
+    truth[BOX[0]:BOX[1], BOX[2]:BOX[3]] = 1.0
+    saturated, normal = figures_for(sure, truth, x).figures, figures_for(detector, truth, x).figures
+    assert saturated["removed_score"] > 0.99 and insertion_uninformative(saturated)
+    assert normal["removed_score"] < 0.2 and not insertion_uninformative(normal)
+    hints = {name: hint for name, _value, hint in named_figures(saturated)}
+    assert hints["Insertion area"] == "meaningless on this image"
+    assert verdict(saturated, "finding").endswith(" The insertion curve means nothing here: with every pixel removed "
+                                                  "the finding probability is already 1.00 (the image 1.00).")
+    assert "insertion" not in verdict(normal, "finding")
+    assert hints["Deletion area"] == "lower is better", "the deletion curve starts from the image and keeps its meaning"
+    assert {name: hint for name, _value, hint in named_figures(normal)}["Insertion area"] == "higher is better"
+
+
+def test_the_insertion_rule_is_relative_to_the_image_score():
+    assert insertion_uninformative({"score": 0.30, "removed_score": 0.28})
+    assert not insertion_uninformative({"score": 0.30, "removed_score": 0.25})
+    assert insertion_uninformative({"score": 0.97, "removed_score": 0.99})
+    assert not insertion_uninformative({"score": 0.97}), "figures from before removed_score existed"

@@ -11,6 +11,7 @@ from PySide6.QtGui import QImage, QWheelEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
 from tests.dicom_factory import write_image
+from tests.model_factory import RegionDetector, card_for, export_model
 
 
 def lung_phantom(path: Path, spacing: float = 0.7) -> Path:
@@ -79,3 +80,17 @@ def window(qtbot, qt_settings):
     qtbot.waitExposed(window)
     window.activateWindow()
     return window
+
+
+#: The box the region detector finds: rows 8-24, columns 30-50 of its 48 x 64 model input.
+BOX = (8, 24, 30, 50)
+
+
+@pytest.fixture
+def ui(window, tmp_path):
+    """The explanation dock on a model that scores a bright box (:data:`BOX`), shut down after the test."""
+    from viewer.explanation_ui import ExplanationUi
+
+    ui = ExplanationUi(window, export_model(RegionDetector(BOX), card_for(48, 64), tmp_path / "model"))
+    yield ui
+    ui.shutdown()

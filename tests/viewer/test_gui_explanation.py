@@ -7,17 +7,9 @@ import pytest
 from PySide6.QtCore import Qt
 
 from tests.dicom_factory import write_ct_series, write_radiograph
-from tests.model_factory import RegionDetector, SmallCnn, card_for, export_model
+from tests.model_factory import SmallCnn, card_for, export_model
+from tests.viewer.conftest import BOX
 from viewer.explanation_ui import ExplanationUi
-
-BOX = (8, 24, 30, 50)  # rows 8-24, columns 30-50 of the 48 x 64 model input
-
-
-@pytest.fixture
-def ui(window, tmp_path):
-    ui = ExplanationUi(window, export_model(RegionDetector(BOX), card_for(48, 64), tmp_path / "model"))
-    yield ui
-    ui.shutdown()
 
 
 def explain_and_wait(qtbot, ui):

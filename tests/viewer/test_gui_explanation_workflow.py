@@ -9,18 +9,8 @@ from PySide6.QtWidgets import QScrollArea
 
 from tests.dicom_factory import write_ct_series, write_radiograph
 from tests.model_factory import RegionDetector, SmallCnn, card_for, export_model
-from tests.viewer.conftest import coloured_fraction, turn_wheel
+from tests.viewer.conftest import BOX, coloured_fraction, turn_wheel
 from viewer.explanation_ui import ExplanationUi
-
-BOX = (8, 24, 30, 50)
-
-
-@pytest.fixture
-def ui(window, tmp_path):
-    ui = ExplanationUi(window, export_model(RegionDetector(BOX), card_for(48, 64), tmp_path / "model"))
-    yield ui
-    ui.shutdown()
-
 
 METHOD_OPTIONS = {
     "occlusion": {"window": 8, "stride": 4}, "ig": {"steps": 8}, "lime": {"samples": 80},

@@ -17,16 +17,15 @@ from viewer.tag_panel import TagPanel
 def test_thumbnails_arrive_and_clicking_selects_a_series(qtbot, tmp_path):
     write_ct_series(tmp_path / "ct", 5, series_number=1, study_uid="1.2.3")
     write_radiograph(tmp_path / "dx.dcm", study_uid="1.2.3", series_number=2)
-    series = open_paths([tmp_path]).all_series()
     browser = SeriesBrowser(FrameCache())
     qtbot.addWidget(browser)
-    browser.set_series(series)
-    assert browser.count() == 2 and browser.item(1).text().startswith("2: DX (1)")
-    placeholder = browser.item(1).icon().cacheKey()
-    qtbot.waitUntil(lambda: all(browser.item(row).icon().cacheKey() != placeholder for row in range(2)))
+    browser.set_studies(open_paths([tmp_path]).studies)
+    assert browser.series_count == 2 and browser.series_item(1).text(0).startswith("2: DX (1)")
+    placeholder = browser.series_item(1).icon(0).cacheKey()
+    qtbot.waitUntil(lambda: all(browser.series_item(i).icon(0).cacheKey() != placeholder for i in range(2)))
     with qtbot.waitSignal(browser.series_selected) as selected:
         qtbot.mouseClick(
-            browser.viewport(), Qt.MouseButton.LeftButton, pos=browser.visualItemRect(browser.item(1)).center()
+            browser.viewport(), Qt.MouseButton.LeftButton, pos=browser.visualItemRect(browser.series_item(1)).center()
         )
     assert selected.args == [1]
     browser.shutdown()
@@ -44,11 +43,11 @@ def test_a_series_that_cannot_be_decoded_keeps_its_placeholder(qtbot, tmp_path):
     write_truncated(tmp_path / "cut.dcm")
     browser = SeriesBrowser(FrameCache())
     qtbot.addWidget(browser)
-    browser.set_series(open_paths([tmp_path]).all_series())
-    placeholder = browser.item(0).icon().cacheKey()
+    browser.set_studies(open_paths([tmp_path]).studies)
+    placeholder = browser.series_item(0).icon(0).cacheKey()
     assert browser.wait_for_thumbnails()
     qtbot.wait(0)
-    assert browser.item(0).icon().cacheKey() == placeholder
+    assert browser.series_item(0).icon(0).cacheKey() == placeholder
 
 
 def header() -> Dataset:
