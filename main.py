@@ -3,6 +3,7 @@
 ``python main.py [PATH ...]`` opens the viewer (the demo study when no path is given);
 ``python main.py info [--json] PATH ...`` checks files without starting Qt or torch;
 ``python main.py explain PATH --method M`` explains a model's finding without a window.
+``python main.py pacs query|verify NODE`` searches or checks a PACS.
 Each command imports only what it needs, so the headless ones start fast.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +27,14 @@ def gui_command(argv: Sequence[str]) -> int:
     parser.add_argument("--explain", metavar="METHOD", help="with --screenshot: run this method to the end first")
     parser.add_argument("--model", type=Path, help="a torch.export model (.pt2) with its card; the demo by default")
     args = parser.parse_args(argv)
+    # Qt aborts the process when its platform plugin lacks a system library: name them all first.
+    from viewer.system_libraries import install_line, missing_packages, uses_xcb
+
+    offscreen = args.screenshot is not None and "QT_QPA_PLATFORM" not in os.environ
+    missing = missing_packages(xcb=not offscreen and uses_xcb())
+    if missing:
+        print(install_line(missing), file=sys.stderr)
+        return 1
 
     from viewer.app import run_gui
 
@@ -32,7 +42,8 @@ def gui_command(argv: Sequence[str]) -> int:
 
 
 #: Subcommands and the module that runs each; imported only when asked for.
-COMMANDS = {"info": "cli.info_command", "explain": "cli.explain_command"}
+COMMANDS = {"info": "cli.info_command", "explain": "cli.explain_command", "pacs": "cli.pacs_command",
+            "model": "cli.model_command"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cli.explain_outputs import FORMATS, OutputError, format_of, write_output
 from cli.image_explanation import CommandError, explain_image, image_check, model_input, prepare, update_record
+from cli.pacs_explain import add_pacs_options, check_pacs_options, retrieve_studies, send_batch, send_explained
 from dicom.bundled import DEMO_MODEL, DEMO_STUDY
 from dicom.files import DicomReadError
 from dicom.image import FrameImage, load_frame
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         kind = parse_baseline if name in image_or_value else type(defaults[name])
         options.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
                              choices=choices.get(name), help="default: " + ", ".join(used_by))
+    add_pacs_options(parser)
     return parser
 
 
@@ -112,11 +114,16 @@ def is_folder_out(out: Path | None) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Explain one image, or hand several to the batch runner."""
-    if is_folder_out(args.out):
+    """Explain one image, or hand several to the batch runner; from and to a PACS when asked."""
+    folder_out = is_folder_out(args.out)
+    check_pacs_options(args, folder_out)
+    if args.pacs:
+        args.paths = retrieve_studies(args)
+    if folder_out:
         from cli.batch import run_batch
 
-        return run_batch(args, prepare(args))
+        status = run_batch(args, prepare(args))
+        return max(status, 1) if args.send and send_batch(args, Path(args.out)) else status
     if len(args.paths) > 1:
         raise CommandError("several paths need a folder --out to hold one result per image")
     fmt = None
@@ -153,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
             write_output(args.out, fmt, explained, deidentify=not args.identified)
         except OutputError as error:
             raise CommandError(str(error)) from None
-    return 0
+    return 1 if args.send and send_explained(args, explained) else 0
 
 
 def warn_if_saturated(settings: ExplanationSettings, image: FrameImage) -> None:

@@ -90,46 +90,62 @@ def run_gui(paths: list[str], screenshot: str | None = None, explain: str | None
             model: Path | None = None) -> int:
     """Open the viewer on ``paths`` (the demo study when none) and run until it closes.
 
-    The explanation panel starts with ``model``, or the bundled demo model. With ``screenshot``
-    the window is rendered offscreen at a fixed size, with settings of its own so the reader's
-    layout and recent files are neither used nor changed, after running the ``explain`` method
-    to its end if one is named; it is saved as PNG and the exit code is 0 once it is written.
+    The image comes first: the explanation side (torch, the methods) is imported in the
+    background after the first paint, then ``model``, or the bundled demo model, loads in
+    another thread while the panel says so. With ``screenshot`` the window is rendered
+    offscreen at a fixed size, with settings of its own so the reader's layout and recent files
+    are neither used nor changed, and saved as PNG as soon as the image is painted; with
+    ``explain`` the model is loaded and the method run to its end first. The exit code is 0
+    once the picture is written.
     """
     if screenshot is not None:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = application()
-    # After the platform is chosen: these load pyqtgraph, and the explanation side loads torch.
-    from viewer.explanation_ui import ExplanationUi
+    # After the platform is chosen: these load pyqtgraph, not torch.
+    from viewer.engine_loader import EngineLoader, FirstPaint, loading_dock
     from viewer.main_window import MainWindow
 
     targets = list(paths) or ([str(DEMO_STUDY)] if DEMO_STUDY.exists() else [])
     model_path = model or (DEMO_MODEL if DEMO_MODEL.exists() else None)
     if screenshot is None:
         window = MainWindow()
-        ui = ExplanationUi(window, model_path)
-        report_model_error(ui)
+        loading_dock(window)
+        loader = EngineLoader(window)
+        loader.ready.connect(lambda module: start_explanations(module.ExplanationUi(window, model_path)))
+        loader.failed.connect(lambda line: window.statusBar().showMessage(line))
+        FirstPaint(window.view.viewport(), loader.start)
         window.show()
         if targets:
             window.open_paths(targets)
-        code = app.exec()
-        ui.shutdown()
-        return code
+        return app.exec()
 
     with tempfile.TemporaryDirectory() as folder:
         window = MainWindow(settings=QSettings(str(Path(folder) / "lightbox.ini"), QSettings.Format.IniFormat))
-        ui = ExplanationUi(window, model_path)
-        report_model_error(ui)
+        loading_dock(window)
         window.resize(*SCREENSHOT_SIZE)
         window.show()
         if targets:
             window.open_paths(targets)
         window.browser.wait_for_thumbnails()
-        explained = explain is None or wait_for_explanation(app, ui, explain)
+        ui = None
+        if explain is not None:
+            from viewer.explanation_ui import ExplanationUi
+
+            ui = ExplanationUi(window, model_path)
+            ui.wait_until_ready()
+            report_model_error(ui)
+        explained = ui is None or wait_for_explanation(app, ui, explain)
         for _ in range(5):  # deliver the thumbnails and let layout and painting settle
             app.processEvents()
         saved = window.grab().save(screenshot, "PNG")
-        ui.shutdown()
+        if ui is not None:
+            ui.shutdown()
         window.close()
     if not explained:
         print(f"error: the explanation did not finish: {ui.panel.status.text()}", file=sys.stderr)
     return 0 if saved and explained else 1
+
+
+def start_explanations(ui: ExplanationUi) -> None:
+    """The explanation side is in the window: say in the terminal too when its model fails to load."""
+    ui.model_loaded.connect(lambda _adopted: report_model_error(ui))

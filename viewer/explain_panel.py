@@ -42,6 +42,7 @@ from explain.model_card import ModelCard
 from explain.model_file import SCORES, LoadedModel
 from explain.session import REMOVALS, ExplanationSettings, explained_score, saturation_note
 from exports.heat_colours import colour_table
+from viewer.engine_loader import LOADING
 
 #: Beside each label while the model scores the image on show.
 PENDING = "  · scoring…"
@@ -339,6 +340,11 @@ class ExplainPanel(QWidget):
                 self.target.addItem(label)
             self.target.setCurrentIndex(len(card.labels) - 1)
         self.explain_button.setEnabled(card is not None)
+
+    def set_loading(self) -> None:
+        """Say the model is on its way; Explain waits for it."""
+        self.model_label.setText(LOADING)
+        self.explain_button.setEnabled(False)
 
     def set_probabilities(self, probabilities: list[float] | None) -> None:
         """Put the model's probability for the current image beside each label."""

@@ -12,6 +12,7 @@ the image on show are scored by a second worker, the latest image winning.
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QFileDialog, QFrame, QScrollArea, QVBoxLayout, QWidget
 from skimage.segmentation import find_boundaries
@@ -132,6 +133,8 @@ class ExplanationUi(QObject):
     explanation_finished = Signal(object)  # Update
     trust_finished = Signal(object)  # TrustUpdate
     explained = Signal(object)  # Explained | None
+    model_loaded = Signal(bool)  # a background load ended: whether its model is now in use
+    _model_arrived = Signal(int, object, object)  # load number, path, LoadedModel or the error
 
     def __init__(self, window: MainWindow, model_path: Path | None = None, device: str = "auto") -> None:
         super().__init__(window)
@@ -146,6 +149,9 @@ class ExplanationUi(QObject):
         self.dock.raise_()
         self.key_actions = self._make_actions()
         self.load_error: str | None = None
+        self.loading = False
+        self._loads = 0  # numbers the loads, so only the latest is adopted
+        self._loader: threading.Thread | None = None
         self.controller = ExplainController(self)
         self.scoring = ExplainController(self)
         self.segment_outlines = pg.ImageItem()
@@ -188,17 +194,20 @@ class ExplanationUi(QObject):
         self.controller.idle.connect(lambda: self.panel.set_running(False))
         self.scoring.finished.connect(lambda _stage, update: self.panel.set_probabilities(list(update.values)))
         self.scoring.failed.connect(self._on_scoring_failed)
+        self._model_arrived.connect(self._on_model_arrived)
         QApplication.instance().aboutToQuit.connect(self.shutdown)
         self.exports = ExportActions(window, self.panel)
         self.explained.connect(self.exports.set_explained)
         window.compare.watch(self)  # the side-by-side pane keeps the previous map
         if model_path is not None:
-            self.open_model(model_path)
+            self.load_in_background(model_path)
 
     def shutdown(self) -> None:
-        """Stop both workers and wait for their threads; safe to repeat."""
+        """Stop both workers and wait for their threads and the model loader's; safe to repeat."""
         self.controller.shutdown()
         self.scoring.shutdown()
+        if self._loader is not None:
+            self._loader.join()
 
     def _make_actions(self) -> dict[str, QAction]:
         """E explains and Esc cancels, wherever the focus is in the window."""
@@ -214,21 +223,63 @@ class ExplanationUi(QObject):
 
     # --- model
 
+    def load_in_background(self, path: Path) -> None:
+        """Load a model in a thread, so the image stays usable; the panel says so and Explain waits.
+
+        ``model_loaded`` says when it is done; :meth:`wait_until_ready` waits for it.
+        """
+        self._loads += 1
+        number, device_name = self._loads, self.device_name
+        self.loading = True
+        self.panel.set_loading()
+
+        def load() -> None:
+            result: LoadedModel | Exception = ModelLoadError("the model loader stopped unexpectedly")
+            try:
+                result = load_model(Path(path), pick_device(device_name))
+            except (ModelLoadError, DeviceError) as error:
+                result = error
+            finally:  # the GUI hears of every end, so nothing waits for ever
+                self._model_arrived.emit(number, path, result)
+
+        self._loader = threading.Thread(target=load, name="model loader")
+        self._loader.start()
+
+    def wait_until_ready(self) -> None:
+        """Process events until a background load has ended (at once when none runs)."""
+        while self.loading:
+            QApplication.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 50)
+
+    def _on_model_arrived(self, number: int, path: Path, result: LoadedModel | Exception) -> None:
+        if number != self._loads:  # another model was asked for meanwhile
+            return
+        self.loading = False
+        self.model_loaded.emit(self._adopt(path, result))
+
     def open_model(self, path: Path) -> bool:
-        """Load a model (checked for unsafe content first); on failure keep the current one."""
+        """Load a model (checked for unsafe content first) and wait for it; on failure keep the current one."""
+        self._loads += 1  # supersedes a background load
+        self.loading = False
         try:
-            device = pick_device(self.device_name)
             QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
             try:
-                model = load_model(Path(path), device)
+                model = load_model(Path(path), pick_device(self.device_name))
             finally:
                 QApplication.restoreOverrideCursor()
         except (ModelLoadError, DeviceError) as error:
+            return self._adopt(path, error)
+        return self._adopt(path, model)
+
+    def _adopt(self, path: Path, result: LoadedModel | Exception) -> bool:
+        """Put a loaded model in use, or say in one line why it is not (the current one stays)."""
+        if isinstance(result, Exception):
+            error = result
             self.load_error = f"Model not loaded: {error}"
             self._say(self.load_error)
             if self.model is None:
                 self.panel.model_label.setText(f"No model: {error}")
             return False
+        model, device = result, result.device
         self.cancel()
         self.model, self.load_error = model, None
         settle_long_lived_objects()
@@ -278,6 +329,9 @@ class ExplanationUi(QObject):
     def explain(self) -> None:
         """Snapshot everything the job needs and start it in the background."""
         image: FrameImage | None = self.window.view.image
+        if self.loading:
+            self._say("The model is still loading")
+            return
         if self.model is None or image is None:
             self._say("Open an image and a model first")
             return

@@ -475,8 +475,16 @@ class MainWindow(QMainWindow):
                  tab_with: QDockWidget | None = None) -> QDockWidget:
         """Put a panel beside the image (tabbed with ``tab_with``); ``name`` keys its place in the saved layout.
 
-        Every dock is listed in the View menu, so a closed one can be opened again.
+        Every dock is listed in the View menu, so a closed one can be opened again. A dock of
+        that name already there (a placeholder, such as the Explanation dock while the engine
+        loads) takes ``widget`` and keeps its place.
         """
+        dock = self.findChild(QDockWidget, name)
+        if dock is not None:
+            placeholder = dock.widget()
+            dock.setWidget(widget)
+            placeholder.deleteLater()
+            return dock
         dock = QDockWidget(title, self)
         dock.setObjectName(name)  # saveState() finds docks by name
         dock.setWidget(widget)

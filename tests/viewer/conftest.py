@@ -92,5 +92,6 @@ def ui(window, tmp_path):
     from viewer.explanation_ui import ExplanationUi
 
     ui = ExplanationUi(window, export_model(RegionDetector(BOX), card_for(48, 64), tmp_path / "model"))
+    ui.wait_until_ready()
     yield ui
     ui.shutdown()

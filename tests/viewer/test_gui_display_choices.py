@@ -31,6 +31,7 @@ def explain(qtbot, ui: ExplanationUi, method: str, **options: int) -> np.ndarray
 def ui(qtbot, window):
     """The demo study on screen with the demo model, integrated gradients' map on it."""
     ui = ExplanationUi(window, DEMO_MODEL)
+    ui.wait_until_ready()
     window.open_paths([str(DEMO_STUDY)])
     ui.panel.trust_figures.setChecked(False)
     explain(qtbot, ui, "ig", steps=16)

@@ -59,6 +59,7 @@ def test_moving_to_another_image_cancels_and_no_stale_map_appears(qtbot, window,
     folder = tmp_path / "ct"
     write_ct_series(folder, 3, rows=64, cols=64)
     ui = ExplanationUi(window, export_model(SmallCnn(), card_for(64, 64), tmp_path / "slow"))
+    ui.wait_until_ready()
     try:
         window.open_paths([folder])
         finished = []
@@ -255,6 +256,7 @@ def test_a_blank_map_says_why_on_screen(qtbot, window, tmp_path):
     from tests.model_factory import Indifferent
 
     ui = ExplanationUi(window, export_model(Indifferent(), card_for(48, 64), tmp_path / "indifferent"))
+    ui.wait_until_ready()
     try:
         window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=96, cols=128)])
         ui.panel.method.setCurrentIndex(ui.panel.method.findData("perturbation"))

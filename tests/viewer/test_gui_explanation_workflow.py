@@ -144,6 +144,7 @@ def test_a_missing_card_is_named_in_the_panel_and_the_terminal(qtbot, window, tm
     model = export_model(RegionDetector(BOX), card_for(48, 64), tmp_path / "model")
     model.with_suffix(".json").unlink()
     ui = ExplanationUi(window, model)
+    ui.wait_until_ready()
     try:
         report_model_error(ui)
         err = capsys.readouterr().err

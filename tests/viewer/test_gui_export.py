@@ -9,7 +9,6 @@ from PySide6.QtWidgets import QFileDialog
 
 from tests.dicom_factory import write_radiograph
 from tests.exports.test_dicom_objects import dciodvfy_errors, source_reference
-from tests.viewer.test_gui_explanation import BOX, ui  # noqa: F401 - the explanation panel's fixture, shared
 
 
 def explained(qtbot, window, ui, tmp_path):

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import QApplication
 from dicom.measurements import Kind
 from tests.dicom_factory import write_ct_series
 from tests.viewer.conftest import lung_phantom, view_rgb
-from tests.viewer.test_gui_explanation import ui  # noqa: F401 - the explanation panel's fixture, shared
 from tests.viewer.test_gui_export import explained
 from tests.viewer.test_gui_image_view import drag
 from viewer import bindings

@@ -25,6 +25,7 @@ BOX = (8, 24, 30, 50)
 @pytest.fixture
 def demo_ui(window):
     ui = ExplanationUi(window, DEMO_MODEL)
+    ui.wait_until_ready()
     yield ui
     ui.shutdown()
 
@@ -62,6 +63,7 @@ def test_reset_to_defaults_puts_back_every_parameter_and_the_display(qtbot, demo
 def test_the_trust_panel_calls_an_insertion_curve_from_a_sure_baseline_meaningless(qtbot, window, tmp_path):
     # Offset 6: the blank baseline alone scores 0.998, as high as the image itself.
     ui = ExplanationUi(window, export_model(RegionDetector(BOX, offset=6.0), card_for(48, 64), tmp_path / "model"))
+    ui.wait_until_ready()
     try:
         window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=96, cols=128)])
         ui.panel.forms.currentWidget().editors["window"].setValue(8)

@@ -31,6 +31,7 @@ def amber(rgb: np.ndarray) -> int:
 
 def test_a_cancelled_map_is_marked_partial_on_screen_and_a_finished_one_is_not(qtbot, window, tmp_path):
     ui = ExplanationUi(window, export_model(SmallCnn(), card_for(64, 64), tmp_path / "slow"))
+    ui.wait_until_ready()
     try:
         window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=96, cols=128)])
         editors = ui.panel.forms.currentWidget().editors
@@ -58,6 +59,7 @@ def test_a_cancelled_map_is_marked_partial_on_screen_and_a_finished_one_is_not(q
 
 def test_a_saturated_probability_is_said_before_a_run_and_the_log_odds_map_is_named(qtbot, window, tmp_path):
     ui = ExplanationUi(window, export_model(RegionDetector(BOX, offset=30.0), card_for(48, 64), tmp_path / "sure"))
+    ui.wait_until_ready()
     try:
         window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=96, cols=128)])
         saturation = ui.panel.saturation
@@ -93,5 +95,6 @@ def test_the_panels_score_reaches_the_settings(ui_model, score):
 @pytest.fixture
 def ui_model(window, tmp_path):
     ui = ExplanationUi(window, export_model(RegionDetector(BOX), card_for(48, 64), tmp_path / "model"))
+    ui.wait_until_ready()
     yield ui, ui.model
     ui.shutdown()
