@@ -76,6 +76,11 @@ MEASURE_KEYS: tuple[KeyBinding, ...] = (
 #: the image view takes it only while a tool is on or a shape is being drawn, and it has the focus.
 LEAVE_TOOL_KEY = "Esc"
 
+#: The PACS windows' keys, bound by the main window's File menu.
+PACS_KEYS: tuple[KeyBinding, ...] = (
+    KeyBinding("open_from_pacs", ("Ctrl+Shift+P",), "Open from PACS: search, then retrieve into the viewer"),
+)
+
 #: Keys 1 to 9 pick :func:`presets` in order.
 PRESET_KEYS: tuple[str, ...] = tuple(str(n) for n in range(1, 10))
 
@@ -137,7 +142,7 @@ def table() -> list[tuple[str, str]]:
     """Every binding as (input, what it does) rows, mouse first, for the help dialog."""
     rows = [(BUTTON_NAMES[button], drag.value) for button, drag in MOUSE_DRAGS.items()]
     rows.append(("Wheel", "Next image (down) / previous image (up)"))
-    rows.extend((key_text(binding.keys), binding.description) for binding in (*KEYS, *EXPLAIN_KEYS, *MEASURE_KEYS))
+    rows.extend((key_text(binding.keys), binding.description) for binding in (*KEYS, *EXPLAIN_KEYS, *MEASURE_KEYS, *PACS_KEYS))
     rows.append((f"{key_text((LEAVE_TOOL_KEY,))} (on the image)", "Back to the pointer; cancel the shape being drawn"))
     rows.append(("Left drag on a measurement", "Move it, or one of its points; a click selects it"))
     rows.append((PRESET_KEYS[0], "The file's own window"))

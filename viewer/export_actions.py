@@ -22,6 +22,7 @@ from exports.explained import Explained
 from exports.key_image_report import write_report
 from viewer.explain_panel import ExplainPanel
 from viewer.main_window import MainWindow
+from viewer.pacs_send import PacsSend
 
 DEIDENTIFY_KEY = "export/deidentify"
 FOLDER_KEY = "export/folder"
@@ -57,13 +58,15 @@ class ExportActions(QObject):
         self.deidentify.setCheckable(True)
         self.deidentify.setChecked(str(window.settings.value(DEIDENTIFY_KEY, "true")).lower() == "true")
         self.deidentify.toggled.connect(lambda on: window.settings.setValue(DEIDENTIFY_KEY, "true" if on else "false"))
+        self.send = PacsSend(window, self.on_screen)
         menu.aboutToShow.connect(self.update_enabled)
+        window.file_menu.aboutToShow.connect(self.update_enabled)
         window.frame_shown.connect(self.update_enabled)
         self.update_enabled()
 
     def update_enabled(self) -> None:
         on_screen = self.on_screen() is not None
-        for action in self.actions.values():
+        for action in (*self.actions.values(), self.send.action):
             action.setEnabled(on_screen)
         self.view_action.setEnabled(self.window.view.image is not None)
 

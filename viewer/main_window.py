@@ -117,6 +117,7 @@ class MainWindow(QMainWindow):
         self.frame_index = 0
         self.error_box: QMessageBox | None = None
         self.shortcuts_dialog: ShortcutsDialog | None = None
+        self.pacs_window: QWidget | None = None
         #: Every dock with its default place: (dock, area, dock it is tabbed with or None).
         self.dock_defaults: list[tuple[QDockWidget, Qt.DockWidgetArea, QDockWidget | None]] = []
         self.docks_menu: QMenu | None = None
@@ -187,6 +188,35 @@ class MainWindow(QMainWindow):
         if not collection.errors:
             self.statusBar().showMessage(f"Opened {len(self.series)} series, {plural(images, 'image')}", 5000)
         return True
+
+    def refresh_paths(self, paths: Sequence[str | Path]) -> None:
+        """Read ``paths`` again as files arrive (a PACS retrieve), staying on the series and image on show."""
+        collection = dicom_series.open_paths(paths)
+        if not collection.studies:
+            return
+        uid = self.current_series.uid if self.current_series is not None else None
+        self.collection = collection
+        self.browser.set_studies(collection.studies)
+        self.series_index = next((k for k, series in enumerate(self.series) if series.uid == uid), 0)
+        self.browser.select(self.series_index)
+        self._show_frame(min(self.frame_index, len(self.current_series.frames) - 1), keep_display=True)
+        images = sum(len(s.frames) for s in self.series)
+        self.statusBar().showMessage(f"Opened {len(self.series)} series, {plural(images, 'image')}", 5000)
+
+    def open_from_pacs(self) -> None:
+        """File > Open from PACS: the query/retrieve window, made on first use (it loads the DICOM network stack)."""
+        if self.pacs_window is None:
+            from viewer.pacs_window import PacsWindow
+
+            self.pacs_window = PacsWindow(self, self)
+        self.pacs_window.show()
+        self.pacs_window.raise_()
+        self.pacs_window.activateWindow()
+
+    def edit_pacs_nodes(self) -> None:
+        from viewer.pacs_nodes_dialog import PacsNodesDialog
+
+        PacsNodesDialog(self).open()
 
     def _report_errors(self, errors: list[ReadError], opened: bool) -> None:
         if not errors:
@@ -404,10 +434,14 @@ class MainWindow(QMainWindow):
         file_menu = menus.addMenu("&File")
         file_menu.addAction("Open &File...", QKeySequence.StandardKey.Open, self.open_file_dialog)
         file_menu.addAction("Open F&older...", QKeySequence("Ctrl+Shift+O"), self.open_folder_dialog)
+        [pacs_key] = bindings.PACS_KEYS
+        file_menu.addAction("Open from &PACS…", pacs_key.shortcuts()[0], self.open_from_pacs)
+        file_menu.addAction("PACS &nodes…", self.edit_pacs_nodes)
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self._fill_recent_menu()
         self.export_menu = file_menu.addMenu("&Export")  # filled by viewer.export_actions
+        self.file_menu = file_menu  # viewer.pacs_send adds its item after Export
         file_menu.addSeparator()
         file_menu.addAction("&Quit", QKeySequence.StandardKey.Quit, self.close)
 
@@ -537,4 +571,6 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window_state", self.saveState())
         self.settings.sync()
         self.browser.shutdown()
+        if self.pacs_window is not None:
+            self.pacs_window.close()
         super().closeEvent(event)
