@@ -26,13 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from quality import (
-    BLACK,
     HELD_OUT_SEED,
     TOLERANCES,
     effusion_cases,
     evaluate,
     make_phantoms,
-    method_params,
 )
 
 from dicom.bundled import DEMO_MODEL
@@ -47,12 +45,12 @@ VALIDATION_SEED = 8000
 #: share an axis. Grad-CAM's only knob is its layer, so its grid is its default.
 GRIDS: dict[str, tuple[tuple[dict[str, Any], ...], ...]] = {
     "occlusion": (
-        ({"window": 16, "stride": 8}, {"window": 32, "stride": 16}, {"window": 48, "stride": 24}),
-        tuple({"baseline": baseline} for baseline in (0.0, "mean", "blur", BLACK)),
+        ({"window": 8, "stride": 4}, {"window": 16, "stride": 8}, {"window": 32, "stride": 16}),
+        tuple({"baseline": baseline} for baseline in (0.0, "mean", "blur", "black")),
     ),
     "ig": (
         ({"steps": 16}, {"steps": 50}),
-        tuple({"baseline": baseline} for baseline in (0.0, BLACK, "blur")),
+        tuple({"baseline": baseline} for baseline in (0.0, "black", "blur")),
         ({"noise_samples": 0}, {"noise_samples": 8, "noise_level": 0.1}, {"noise_samples": 8, "noise_level": 0.2}),
     ),
     "lime": (
@@ -114,7 +112,7 @@ def main() -> None:
         print(f"\n### {method.title}: {len(cases)} validation effusions (seed {args.seed}), {model.card.name}\n")
         rows = []
         for overrides in settings(name):
-            params = method_params(method, overrides, model)
+            params = method.make_params(overrides)
             label = describe(overrides) + (" (default)" if params == method.params() else "")
             rows.append((label, evaluate(method, params, model, cases, trust=False)[0]))
         print_table(ranked(rows))

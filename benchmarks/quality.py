@@ -81,8 +81,6 @@ TARGET_TOLERANCE = 5
 HIT_TARGETS = {"occlusion": 0.9, "perturbation": 0.9, "gradcam": 0.9, "ig": 0.75, "lime": 0.75, "gradcampp": 0.75}
 MASS_TARGET = 5.0
 AOPC_TARGET = 3.0
-#: A baseline value meaning the darkest input the model can get, a black patch as in the article.
-BLACK = "black"
 TRUST_KEYS = ("deletion_auc", "insertion_auc", "aopc", "aopc_random")
 
 
@@ -105,8 +103,22 @@ def hottest_distance(heatmap: np.ndarray, mask: np.ndarray) -> float:
     finite = np.isfinite(heatmap)
     if not finite.any() or np.nanmax(heatmap) == np.nanmin(heatmap):
         return float("inf")
-    hottest = np.unravel_index(np.nanargmax(heatmap), heatmap.shape)
-    return float(ndimage.distance_transform_edt(~mask)[hottest])
+    return float(ndimage.distance_transform_edt(~mask)[hottest_point(heatmap)])
+
+
+def hottest_point(heatmap: np.ndarray) -> tuple[int, int]:
+    """The map's hottest pixel; where a region shares the top value, its pixel nearest the region's centre.
+
+    LIME's map is constant over each superpixel, so its top value is a whole region; the first
+    of its pixels in raster order (what ``argmax`` returns) is an arbitrary corner of it, and the
+    region's centre is where a reader's eye lands. Values within a millionth of the top count as
+    tied: resizing a constant region onto the image's grid leaves rounding differences.
+    """
+    top = np.nanmax(heatmap)
+    tied = np.argwhere(np.nan_to_num(heatmap, nan=-np.inf) >= top - 1e-6 * abs(top))
+    centre = tied.mean(axis=0)
+    row, column = tied[np.argmin(((tied - centre) ** 2).sum(axis=1))]
+    return int(row), int(column)
 
 
 def otsu_iou(heatmap: np.ndarray, mask: np.ndarray) -> float:
@@ -192,19 +204,10 @@ def accuracy(model: LoadedModel, phantoms: Sequence[tuple[Path, bool]]) -> float
     return float(np.mean(right))
 
 
-def black(model: LoadedModel) -> float:
-    """The darkest value the model's input takes: a black pixel after the card's normalisation."""
-    spec = model.card.input
-    return min(-mean / std for mean, std in zip(spec.mean, spec.std))
-
-
 # --- Parameters ---
 
 def parse_override(text: str) -> tuple[str, str, Any]:
-    """``METHOD:KEY=VALUE``, the value parsed as ``main.py explain --KEY VALUE`` parses it.
-
-    ``black`` is also accepted for a baseline or a fill: the model's darkest input (:func:`black`).
-    """
+    """``METHOD:KEY=VALUE``, the value parsed as ``main.py explain --KEY VALUE`` parses it."""
     method_name, _, setting = text.partition(":")
     key, equals, value = setting.partition("=")
     key = key.replace("-", "_")
@@ -214,20 +217,12 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     method = METHODS[method_name]
     if key not in {field.name for field in fields(method.params)}:
         raise argparse.ArgumentTypeError(f"{method_name} has no parameter {key!r}")
-    if value == BLACK and key in method.image_or_value:
-        return method_name, key, BLACK
     parser = explain_parser()
     parser.exit_on_error = False
     try:
         return method_name, key, getattr(parser.parse_args([f"--{key.replace('_', '-')}={value}"]), key)
     except argparse.ArgumentError as error:
         raise argparse.ArgumentTypeError(f"{text}: {error}") from None
-
-
-def method_params(method: Method, overrides: Mapping[str, Any], model: LoadedModel) -> Any:
-    """The method's parameters with ``overrides``, ``black`` made the model's darkest input."""
-    values = {key: black(model) if value == BLACK else value for key, value in overrides.items()}
-    return method.make_params(values)
 
 
 # --- Explaining and summarising ---
@@ -364,7 +359,7 @@ def main() -> None:
               f" hit rates at 0, 5 and 15 image pixels; targets at {TARGET_TOLERANCE} px.")
         for label, model in models:
             try:
-                params = {name: method_params(METHODS[name], overrides.get(name, {}), model) for name in args.methods}
+                params = {name: METHODS[name].make_params(overrides.get(name, {})) for name in args.methods}
             except (TypeError, ValueError) as error:
                 parser.error(str(error))
             cases = effusion_cases(phantoms, model)

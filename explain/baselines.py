@@ -1,8 +1,10 @@
-"""Reference images that stand for "no information": a constant, the mean, or a blur.
+"""Reference images that stand for "no information": a constant, the mean, black, or a blur.
 
-Occlusion hides windows behind one, integrated gradients walks from one to the input. A black
-(or mean) square is strange to a model trained on radiographs; a blurred copy removes detail
-while keeping the broad brightness, which is closer to what the model has seen.
+Occlusion hides windows behind one, integrated gradients walks from one to the input. A blurred
+copy removes detail while keeping the broad brightness, which is closer to what the model has
+seen. Black is the image's own darkest value, the black patch of the article the product grew
+from: on a radiograph fluid is soft-tissue grey, the grey of the mean, so hiding fluid behind
+the mean changes little, while a black patch takes it away (see the README's quality table).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import torch
 from scipy import ndimage
 
-BASELINE_NAMES = ("mean", "blur")
+BASELINE_NAMES = ("mean", "black", "blur")
 
 
 def parse_baseline(text: str) -> float | str:
@@ -20,7 +22,7 @@ def parse_baseline(text: str) -> float | str:
     except ValueError:
         if text in BASELINE_NAMES:
             return text
-        raise ValueError(f"baseline must be a number, 'mean' or 'blur', not {text!r}") from None
+        raise ValueError(f"baseline must be a number, 'mean', 'black' or 'blur', not {text!r}") from None
 
 
 def baseline_image(x: torch.Tensor, baseline: float | str, blur_sigma: float) -> torch.Tensor:
@@ -31,6 +33,8 @@ def baseline_image(x: torch.Tensor, baseline: float | str, blur_sigma: float) ->
     """
     if baseline == "mean":
         return torch.full_like(x, float(x.mean()))
+    if baseline == "black":
+        return torch.amin(x, dim=(1, 2), keepdim=True).expand_as(x).clone()
     if baseline == "blur":
         sigma = max(float(blur_sigma), 1.0)
         blurred = ndimage.gaussian_filter(x.detach().cpu().numpy(), sigma=(0, sigma, sigma), mode="nearest")

@@ -148,7 +148,8 @@ def is_pooled(node: Node) -> bool:
     while pending:
         user = pending.pop()
         shape = per_image_shape(user)
-        if shape is None:
+        if shape is None:  # several values at once (max pooling with its indices): follow what is taken
+            pending.extend(user.users)
             continue
         if math.prod(shape) in sizes and sum(size > 1 for size in shape) <= 1:
             return True

@@ -6,6 +6,12 @@ quadrature rule: by default Gauss-Legendre with ``steps`` nodes, as Captum does;
 are options. The final result equals ``captum.attr.IntegratedGradients`` with the same rule,
 steps and baseline.
 
+With ``steps`` of 0 the rule is adaptive: Simpson's rule on 3, 5, 9, ... equally spaced nodes
+(the trapezoid on the two ends first), each refinement adding only the midpoints of the last,
+until the completeness gap is below ``tolerance`` of ``f(input) - f(baseline)`` or
+:data:`MAX_ADAPTIVE_NODES` are spent.
+Each refinement streams as an update, exactly the rule at that level.
+
 The nodes are evaluated in an interleaved order that covers the whole path early (both ends,
 the middle, the quarters, and so on). A partial result is the weighted mean of the gradients at the
 nodes done so far, over the whole path: an estimate of the full integral at every step, never
@@ -30,7 +36,7 @@ runs once per update rather than once per node (``explain/linear_stem.py``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -48,7 +54,13 @@ RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "ri
 
 @dataclass(frozen=True)
 class IntegratedGradientsParams:
-    """Quadrature nodes, the rule, the baseline (a value, ``mean`` or ``blur``), and SmoothGrad.
+    """Quadrature nodes, the rule, the baseline (a value, ``mean``, ``black`` or ``blur``), and SmoothGrad.
+
+    ``steps`` nodes of ``rule`` give the fixed rule, Captum's; ``steps`` of 0 refines Simpson's
+    rule on a doubling grid until the completeness gap is at most ``tolerance`` of the score explained
+    less the baseline's (``rule`` then does not apply). A black image as the path's start is the
+    best of a sweep on validation phantoms (see the README): it puts three times more of the map
+    on the fluid than the mean's grey does.
 
     ``noise_samples`` noisy copies of the input are averaged (0: plain integrated gradients). The
     noise's standard deviation is ``noise_level`` times the input's range (maximum minus minimum),
@@ -56,14 +68,19 @@ class IntegratedGradientsParams:
     ``seed`` draws the noise, so that a run repeats.
     """
 
-    steps: int = 50
+    steps: int = 16
     rule: str = "gausslegendre"
-    baseline: float | str = 0.0
+    tolerance: float = 0.01
+    baseline: float | str = "black"
     noise_samples: int = 0
     noise_level: float = 0.15
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ValueError(f"steps must be zero (adaptive) or more, not {self.steps}")
+        if not self.tolerance > 0:
+            raise ValueError(f"the tolerance must be above zero, not {self.tolerance}")
         if self.noise_samples < 0:
             raise ValueError(f"noise samples must be zero or more, not {self.noise_samples}")
         if not self.noise_level >= 0:
@@ -217,6 +234,54 @@ class PathSums:
         return total / self.begun()
 
 
+class PathWalk:
+    """What both rules share: the straight paths from the baseline to the inputs, the scorer, the
+    scores at the ends, and gradients taken after the model's affine stem.
+
+    The gradients are summed there and carried back through the stem once per path and update
+    (``explain/linear_stem.py``).
+    """
+
+    def __init__(self, model: LoadedModel, x: torch.Tensor, target: int, params: IntegratedGradientsParams,
+                 cancel: CancelToken | None, batch_size: int | None) -> None:
+        self.model, self.target = model, target
+        self.device_x = model_device_input(x, model)
+        self.baseline = path_start(self.device_x, params)
+        self.inputs = model_device_input(noisy_inputs(x, params), model)
+        self.paths = self.inputs - self.baseline
+        self.scorer = BatchScorer(model, target, cancel, batch_size)
+        ends = self.scorer.score(torch.stack([self.device_x, self.baseline]))
+        self.score, self.baseline_score = float(ends[0]), float(ends[1])
+        self.split = split_linear_stem(model.module)
+        self.forward = self.split.rest if self.split else None
+        # Autograd refuses to let a graph write into the leaf it differentiates by. The rest after a
+        # cut overwrites nothing; a whole model keeps its in-place operators (explain/in_place.py),
+        # so it gets a copy of the batch, through which the gradient flows back.
+        graph = self.forward or model.module
+        self.copy_input = isinstance(graph, GraphModule) and writes_in_place(graph)
+
+    def points(self, alphas: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        """The points at ``alphas`` along the paths ``which``, as the model after the cut sees them."""
+        return after_stem(self.split, self.baseline + alphas.view(-1, 1, 1, 1) * self.paths[which])
+
+    def gradients(self, batch: torch.Tensor) -> torch.Tensor:
+        """The target score's gradient at each point of a batch from :meth:`points`."""
+        with torch.enable_grad():
+            point = batch.detach().requires_grad_(True)
+            outputs = self.model.target_scores(point.clone() if self.copy_input else point, self.target, self.forward)
+            (gradients,) = torch.autograd.grad(outputs.sum(), point)
+        return gradients
+
+    def attribution(self, gradient: torch.Tensor, path: int) -> torch.Tensor:
+        """A path's attribution from its weighted sum of gradients after the cut."""
+        return (carried_back(self.split.stem, self.device_x, gradient) if self.split else gradient) * self.paths[path]
+
+    def scores(self, input_scores: list[float], noisy: bool) -> dict[str, float]:
+        """The scores an update reports; with noise, ``noisy_score`` is the mean over the copies begun."""
+        extra = {"noisy_score": float(np.mean(input_scores))} if noisy else {}
+        return {"score": self.score, "baseline_score": self.baseline_score, **extra}
+
+
 def integrated_gradients(
     model: LoadedModel,
     x: torch.Tensor,
@@ -226,70 +291,149 @@ def integrated_gradients(
     batch_size: int | None = None,
 ) -> Iterator[Update]:
     """Integrated gradients of ``x`` ``(channels, height, width)`` for output ``target``, smoothed
-    over noisy copies of ``x`` when ``noise_samples`` is above zero."""
+    over noisy copies of ``x`` when ``noise_samples`` is above zero; adaptive when ``steps`` is 0."""
+    walk = PathWalk(model, x, target, params, cancel, batch_size)
+    return adaptive_rule(walk, params) if params.steps == 0 else fixed_rule(walk, params)
+
+
+def fixed_rule(walk: PathWalk, params: IntegratedGradientsParams) -> Iterator[Update]:
+    """``steps`` nodes of ``rule`` per path, in the interleaved order, an update per batch."""
     nodes, weights = quadrature(params.rule, params.steps)
     order = interleaved_order(params.steps)
-    device_x = model_device_input(x, model)
-    baseline = path_start(device_x, params)
-    inputs = model_device_input(noisy_inputs(x, params), model)
-    paths = inputs - baseline
-    scorer = BatchScorer(model, target, cancel, batch_size)
-    ends = scorer.score(torch.stack([device_x, baseline]))
-    score, baseline_score = float(ends[0]), float(ends[1])
-    # Gradients are taken after the model's affine stem and summed there, then carried back
-    # through the stem once per path and update (explain/linear_stem.py).
-    split = split_linear_stem(model.module)
-    forward = split.rest if split else None
-    alphas = torch.tensor(nodes[order], dtype=torch.float32, device=model.device)
+    alphas = torch.tensor(nodes[order], dtype=torch.float32, device=walk.model.device)
 
     def make_batch(start: int, stop: int) -> torch.Tensor:
         # Node ``i`` over all the paths is node ``i % steps`` of path ``i // steps``.
-        index = torch.arange(start, stop, device=model.device)
-        points = baseline + alphas[index % params.steps].view(-1, 1, 1, 1) * paths[index // params.steps]
-        return after_stem(split, points)
+        index = torch.arange(start, stop, device=walk.model.device)
+        return walk.points(alphas[index % params.steps], index // params.steps)
 
-    def attribution(gradient: torch.Tensor, path: int) -> torch.Tensor:
-        return (carried_back(split.stem, device_x, gradient) if split else gradient) * paths[path]
-
-    # Autograd refuses to let a graph write into the leaf it differentiates by. The rest after a
-    # cut overwrites nothing; a whole model keeps its in-place operators (explain/in_place.py),
-    # so it gets a copy of the batch, through which the gradient flows back.
-    graph = forward or model.module
-    copy_input = isinstance(graph, GraphModule) and writes_in_place(graph)
-
-    def weighted_gradients(batch: torch.Tensor) -> torch.Tensor:
-        with torch.enable_grad():
-            point = batch.detach().requires_grad_(True)
-            outputs = model.target_scores(point.clone() if copy_input else point, target, forward)
-            (gradients,) = torch.autograd.grad(outputs.sum(), point)
-        return gradients
-
-    sums = PathSums(weights[order], model.device, attribution)
+    sums = PathSums(weights[order], walk.model.device, walk.attribution)
     # The score of each input whose path has begun: what its attribution should sum to, less the baseline's.
-    input_scores = [score] if not params.noise_samples else []
-    count = len(paths) * params.steps
-    for start, gradients in scorer.run(count, make_batch, weighted_gradients):
+    input_scores = [walk.score] if not params.noise_samples else []
+    count = len(walk.paths) * params.steps
+    for start, gradients in walk.scorer.run(count, make_batch, walk.gradients):
         sums.add(start, gradients)
         while len(input_scores) < sums.begun():
-            input_scores.append(float(scorer.score(inputs[len(input_scores)][None])[0]))
+            input_scores.append(float(walk.scorer.score(walk.inputs[len(input_scores)][None])[0]))
         stop = start + len(gradients)
-        noisy = {"noisy_score": float(np.mean(input_scores))} if params.noise_samples else {}
-        yield path_update(sums.mean(), stop / count, stop == count, scorer.evaluations,
-                          {"score": score, "baseline_score": baseline_score, **noisy})
+        yield path_update(sums.mean(), stop / count, stop == count, walk.scorer.evaluations,
+                          walk.scores(input_scores, params.noise_samples > 0), params.steps)
+
+
+#: The most nodes the adaptive rule takes on one path: a grid of 256 intervals.
+MAX_ADAPTIVE_NODES = 257
+MAX_LEVEL = 8  # 2 ** MAX_LEVEL + 1 == MAX_ADAPTIVE_NODES
+
+
+def level_nodes(level: int) -> np.ndarray:
+    """The nodes a doubling grid adds at ``level``: both ends at 0, then the midpoints."""
+    if level == 0:
+        return np.array([0.0, 1.0])
+    return (2 * np.arange(2 ** (level - 1)) + 1) / 2**level
+
+
+def accumulate(walk: PathWalk, alphas: torch.Tensor, which: torch.Tensor, rows: torch.Tensor,
+               into: torch.Tensor | None, weight: float, count: int) -> torch.Tensor | None:
+    """``into`` (``count`` rows, made at the first batch if None) with the gradients at ``alphas`` along
+    paths ``which``, times ``weight``, added to rows ``rows``; None when cancelled."""
+    def make_batch(start: int, stop: int) -> torch.Tensor:
+        return walk.points(alphas[start:stop], which[start:stop])
+
+    for start, gradients in walk.scorer.run(len(alphas), make_batch, walk.gradients):
+        if into is None:
+            into = gradients.new_zeros((count, *gradients.shape[1:]))
+        into.index_add_(0, rows[start:start + len(gradients)], gradients, alpha=weight)
+    return None if walk.scorer.cancel.cancelled else into
+
+
+def adaptive_rule(walk: PathWalk, params: IntegratedGradientsParams) -> Iterator[Update]:
+    """Simpson's rule on a doubling grid on each path until its completeness gap is within ``tolerance``.
+
+    The grid of ``2 ** level + 1`` equally spaced nodes contains the one before it, so each
+    refinement evaluates only the new midpoints and no evaluation is wasted; Simpson's rule on it
+    is four thirds of the trapezoid rule there less a third of the one before (the first level
+    is the trapezoid on both ends). Chosen over Gauss-Kronrod, which nests one pair and then
+    refines by subdividing, because it nests at every level; on the demo model it reached 1%
+    with half the nodes the trapezoid rule needed, whose error falls slowly where a ReLU
+    network's gradient jumps along the path.
+
+    With noise, each copy's path refines until its own gap is within the tolerance, all the
+    copies still short of it together in the same batches; the gradient at the baseline, where
+    every path starts, is taken once. The trapezoid sums are kept in units of the finest spacing
+    used so far: the ends weigh a half, every midpoint one.
+    """
+    count = len(walk.paths)
+    noisy = params.noise_samples > 0
+    explained = walk.scorer.score(walk.inputs) if noisy else np.array([walk.score])
+    deltas = explained - walk.baseline_score
+    device = walk.model.device
+    # Level 0: the baseline once (row ``count``, shared by every path), then each input.
+    which = torch.tensor([0, *range(count)], device=device)
+    sums = accumulate(walk, torch.tensor([0.0] + [1.0] * count, device=device), which,
+                      torch.tensor([count, *range(count)], device=device), None, 0.5, count + 1)
+    if sums is None:
+        return
+    sums = sums[:count] + sums[count]
+    levels = [0] * count
+    attributions = [walk.attribution(sums[p], p) for p in range(count)]
+    while True:
+        gaps = [float(a.sum(dtype=torch.float64)) - d for a, d in zip(attributions, deltas)]
+        short = [p for p in range(count) if abs(gaps[p]) > params.tolerance * abs(deltas[p])]
+        active = [p for p in short if levels[p] < MAX_LEVEL]
+        nodes_used = [2**level + 1 for level in levels]
+        worst = max((relative_gap(gaps[p], deltas[p]) for p in short), default=0.0)
+        yield adaptive_update(walk, torch.stack(attributions).mean(dim=0), explained, nodes_used, worst,
+                              not active, params)
+        if not active:
+            return
+        level = levels[active[0]] + 1  # the paths still short of the tolerance are all at one level
+        nodes = torch.tensor(level_nodes(level), dtype=torch.float32, device=device)
+        rows = torch.tensor(active, device=device).repeat_interleave(len(nodes))
+        coarser = sums[active].clone()
+        if accumulate(walk, nodes.repeat(len(active)), rows, rows, sums, 1.0, count) is None:
+            return
+        for p, before in zip(active, coarser):
+            levels[p] = level
+            # Simpson: (4 T(h) - T(2h)) / 3, the sums being T(h) / h and T(2h) / (2h).
+            attributions[p] = walk.attribution((4 * sums[p] - 2 * before) / (3 * 2**level), p)
+
+
+def adaptive_update(walk: PathWalk, mean: torch.Tensor, explained: np.ndarray, nodes_used: list[int],
+                    worst: float, final: bool, params: IntegratedGradientsParams) -> Update:
+    """An update of the adaptive rule. ``worst`` is the largest relative gap of a path still short
+    of the tolerance: on the final update, the cap stopped it there, which the figures and a note say.
+    Progress is the nodes done against the cap's, the most the run can take."""
+    progress = 1.0 if final else sum(nodes_used) / (len(nodes_used) * MAX_ADAPTIVE_NODES)
+    update = path_update(mean, progress, final, walk.scorer.evaluations,
+                         walk.scores(list(explained), params.noise_samples > 0), max(nodes_used))
+    capped = final and worst > 0
+    figures = {**update.figures, "cap_reached": float(capped)}
+    note = (f"integrated gradients stopped at its cap of {MAX_ADAPTIVE_NODES} nodes with a completeness gap of "
+            f"{100 * worst:.3g}%, above the tolerance of {100 * params.tolerance:.3g}%")
+    return replace(update, figures=figures, notes=(note,) if capped else ())
+
+
+def relative_gap(gap: float, explained: float) -> float:
+    """The completeness gap relative to the score explained less the baseline's; infinite where that is 0."""
+    if explained:
+        return abs(gap) / abs(explained)
+    return float("inf") if gap else 0.0
 
 
 def path_update(mean: torch.Tensor, progress: float, final: bool, evaluations: int,
-                scores: dict[str, float]) -> Update:
+                scores: dict[str, float], steps: int) -> Update:
     """An update with the completeness gap: the attributions' sum against the score explained
-    less the baseline's, which the exact integral would close.
+    less the baseline's, which the exact integral would close, also relative to the latter.
 
     With noise, the score explained is ``noisy_score``, the mean score of the noisy copies begun:
-    it is what the smoothed map sums to, not the clean input's ``score``.
+    it is what the smoothed map sums to, not the clean input's ``score``. ``steps`` is the
+    nodes per path of the rule the update is of, reported as ``steps_used``.
     """
     attribution = mean.detach().to("cpu", torch.float32).numpy()
-    explained = scores.get("noisy_score", scores["score"])
-    gap = float(attribution.sum(dtype=np.float64)) - (explained - scores["baseline_score"])
-    figures = {**scores, "completeness_gap": gap}
+    explained = scores.get("noisy_score", scores["score"]) - scores["baseline_score"]
+    gap = float(attribution.sum(dtype=np.float64)) - explained
+    figures = {**scores, "completeness_gap": gap, "relative_completeness_gap": relative_gap(gap, explained),
+               "steps_used": float(steps)}
     return Update(
         heatmap=attribution.sum(axis=0).astype(np.float32),
         progress=progress,

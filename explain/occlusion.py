@@ -33,15 +33,17 @@ from explain.model_file import LoadedModel
 
 @dataclass(frozen=True)
 class OcclusionParams:
-    """Window and stride in model-input pixels; the baseline a value, ``mean`` or ``blur``.
+    """Window and stride in model-input pixels; the baseline a value, ``mean``, ``black`` or ``blur``.
 
-    ``drill_down`` is the share of the finer window positions that is scored, hottest first;
+    The defaults are the best of a sweep on validation phantoms (``benchmarks/choose_defaults.py``,
+    see the README): a small window finds a small lesion, and a black patch hides fluid that the
+    grey of the mean would barely change. ``drill_down`` is the share of the finer window positions that is scored, hottest first;
     one (the default) scores them all and gives the exact map.
     """
 
-    window: int = 16
-    stride: int = 8
-    baseline: float | str = 0.0
+    window: int = 8
+    stride: int = 4
+    baseline: float | str = "black"
     drill_down: float = 1.0
 
     def __post_init__(self) -> None:

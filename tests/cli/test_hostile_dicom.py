@@ -196,7 +196,7 @@ def test_info_json_stays_strict_for_values_that_are_not_finite(tmp_path):
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR DS")
 def test_explain_refuses_an_image_whose_values_are_not_finite(tmp_path):
-    image = factory.write_radiograph(tmp_path / "dx.dcm", rows=64, cols=64,
+    image = factory.write_radiograph(tmp_path / "dx.dcm", rows=256, cols=256,
                                      extra={"RescaleSlope": "NaN", "RescaleIntercept": "0"})
     out = tmp_path / "result.npz"
     result = run_main_unlimited("explain", str(image), "--out", str(out))

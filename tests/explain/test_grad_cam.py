@@ -150,6 +150,15 @@ def assert_equal_to_package(ours: np.ndarray, shown: np.ndarray, in_units: np.nd
     np.testing.assert_allclose(ours, in_units, rtol=1e-5, atol=1e-6 * in_units.max())
 
 
+class MaxPooledCnn(SmallCnn):
+    """The small CNN with a global max pooling head, as the demo model has: the pooling returns its
+    indices too, so the pooled map is reached through the pair it makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features[4] = torch.nn.AdaptiveMaxPool2d(1)
+
+
 @pytest.fixture(scope="module")
 def image():
     return torch.randn(1, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(3))
@@ -160,7 +169,7 @@ def exported(tmp_path_factory):
     """Each test architecture, as built and as loaded from its archive."""
     folder = tmp_path_factory.mktemp("grad_cam")
     models = {}
-    for architecture in (SmallCnn, TinyDenseNet, TinyResNet, InplaceCnn):
+    for architecture in (SmallCnn, TinyDenseNet, TinyResNet, InplaceCnn, MaxPooledCnn):
         path = export_model(architecture(), card_for(HEIGHT, WIDTH), folder, name=architecture.__name__)
         models[architecture.__name__] = (architecture().eval(), load_model(path, CPU))
     return models
@@ -168,6 +177,7 @@ def exported(tmp_path_factory):
 
 @pytest.mark.parametrize(("architecture", "layer"), [
     ("SmallCnn", "relu_1"), ("TinyDenseNet", "relu_4"), ("TinyResNet", "mul"), ("InplaceCnn", "relu__2"),
+    ("MaxPooledCnn", "relu_1"),
 ])
 def test_the_layer_is_the_last_feature_map_before_the_global_pooling(exported, architecture, layer):
     # TinyResNet pools twice: its gate squeezes a map inside the network, the head pools the gated map.
@@ -185,7 +195,9 @@ def test_maps_equal_the_package_on_the_original_model(exported, image, kind, arc
 
 
 @pytest.mark.parametrize("kind", ["gradcam", "gradcampp"])
-@pytest.mark.parametrize(("architecture", "target"), [("SmallCnn", 1), ("TinyDenseNet", 0), ("TinyResNet", 1)])
+@pytest.mark.parametrize(("architecture", "target"), [
+    ("SmallCnn", 1), ("TinyDenseNet", 0), ("TinyResNet", 1), ("MaxPooledCnn", 1),
+])
 def test_maps_equal_the_package_on_the_exported_graph(exported, image, kind, architecture, target):
     model = exported[architecture][1]
     shown, in_units = package_on_graph(kind, model, image, target, GradCamParams())

@@ -46,7 +46,7 @@ def captum_integrated_gradients(model, x, target, params):
 
 
 @pytest.mark.parametrize("rule", ["gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_right"])
-@pytest.mark.parametrize("baseline", [0.0, -2.0, "blur"])
+@pytest.mark.parametrize("baseline", [0.0, -2.0, "blur", "black"])
 def test_final_attribution_equals_captum(cnn, image, rule, baseline):
     params = IntegratedGradientsParams(steps=24, rule=rule, baseline=baseline)
     ours = final(cnn, image, params)

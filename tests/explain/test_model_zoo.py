@@ -39,7 +39,7 @@ BATCH = 16
 #: Each method's parameters here: its defaults, made short where they are long. A method not
 #: listed runs at its defaults.
 QUICK = {
-    "occlusion": OcclusionParams(),
+    "occlusion": OcclusionParams(window=16, stride=8),
     "ig": IntegratedGradientsParams(steps=4),
     "lime": LimeParams(samples=32, segments=16),
     "perturbation": PerturbationParams(iterations=10),

@@ -78,7 +78,7 @@ def test_every_method_of_the_chosen_score_explains_the_log_odds(sure, image, met
 
 
 def test_integrated_gradients_of_the_log_odds_add_up_to_its_change(sure, image):
-    outcome = finish(request_for(sure, image, "ig", IntegratedGradientsParams(steps=16), "log-odds"))
+    outcome = finish(request_for(sure, image, "ig", IntegratedGradientsParams(steps=16, baseline=0.0), "log-odds"))
     top, bottom, left, right = BOX
     # The log-odds are linear in the box's pixels: their change from the zero baseline is 4 times the box's mean.
     expected = 4 * float(image[:, top:bottom, left:right].mean())

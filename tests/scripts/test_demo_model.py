@@ -6,19 +6,30 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from make_demo_study import mask_path, write_demo_study
 from make_phantoms import write_phantoms
 from PIL import Image
-from train_demo_model import HELD_OUT_SEED, LABELS, card, effusion_probabilities, load_set
+from scipy import ndimage
+from train_demo_model import (
+    HELD_OUT_SEED,
+    LABELS,
+    POINTING_TOLERANCE_PIXELS,
+    blurred,
+    card,
+    effusion_probabilities,
+    load_set,
+)
 
 from dicom.bundled import DEMO_MODEL, DEMO_STUDY
 from dicom.image import load_frame
 from dicom.model_input import model_unit_image
 from dicom.series import open_paths
+from explain.methods import METHODS
 from explain.model_card import ModelCard
 from explain.model_file import load_model
-from explain.preprocessing import to_model_input
+from explain.preprocessing import to_image_grid, to_model_input
 
 CPU = torch.device("cpu")
 # A seed neither the training set (0) nor the held-out set the script reports on (9000) used.
@@ -76,3 +87,33 @@ def test_the_demo_study_is_what_its_script_writes(tmp_path: Path) -> None:
     written = write_demo_study(tmp_path)
     assert written.read_bytes() == DEMO_STUDY.read_bytes()
     assert mask_path(written).read_bytes() == mask_path(DEMO_STUDY).read_bytes()
+
+
+def demo_input(model) -> tuple[torch.Tensor, np.ndarray]:
+    """The demo study as the viewer gives it to ``model``, and its true fluid."""
+    image = load_frame(open_paths([DEMO_STUDY]).all_series()[0].frames[0])
+    mask = np.asarray(Image.open(mask_path(DEMO_STUDY))) > 0
+    return to_model_input(model_unit_image(image, model.card.window), model.card.input), mask
+
+
+def test_films_without_the_fluids_shape_score_no_effusion() -> None:
+    """A blank film, and the demo's own effusion blurred past its meniscus, are not effusions."""
+    model = load_model(DEMO_MODEL, CPU)
+    x, _ = demo_input(model)
+    mean, std = model.card.input.mean[0], model.card.input.std[0]
+    blank = torch.full_like(x, (0.5 - mean) / std)
+    unit = x * std + mean
+    smeared = (blurred(unit[None], 8.0)[0] - mean) / std
+    assert effusion_probabilities(model, torch.stack([blank, smeared])).max() < 0.1
+
+
+@pytest.mark.parametrize("method_name", ["gradcam", "occlusion"])
+def test_the_demo_maps_point_at_the_fluid(method_name: str) -> None:
+    """The hottest point of the map lies on the demo's right costophrenic effusion."""
+    model = load_model(DEMO_MODEL, CPU)
+    x, mask = demo_input(model)
+    method = METHODS[method_name]
+    final = list(method.explain(model, x, LABELS.index("effusion"), method.params()))[-1]
+    heatmap = to_image_grid(final.heatmap, mask.shape)
+    row, column = np.unravel_index(np.nanargmax(heatmap), heatmap.shape)
+    assert ndimage.distance_transform_edt(~mask)[row, column] <= POINTING_TOLERANCE_PIXELS

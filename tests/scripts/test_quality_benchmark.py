@@ -43,6 +43,14 @@ def test_the_hottest_pixel_wins_over_warmer_pixels_elsewhere() -> None:
     assert hottest_distance(spot(6, 6) * 0.5 + spot(0, 19), lesion()) > 10
 
 
+def test_a_hottest_region_points_from_its_centre_not_its_corner() -> None:
+    # A LIME-like map: one region of equal top value, rows 2-11 and columns 2-11, around the lesion.
+    heatmap = np.zeros((20, 20), dtype=np.float32)
+    heatmap[2:12, 2:12] = 1.0
+    heatmap[2, 2] += 1e-9  # rounding on the image grid does not make a corner the hottest point
+    assert hottest_distance(heatmap, lesion()) == 0.0
+
+
 def test_a_blank_or_unknown_map_points_nowhere() -> None:
     assert hottest_distance(np.zeros((20, 20)), lesion()) == np.inf
     assert hottest_distance(np.full((20, 20), np.nan), lesion()) == np.inf

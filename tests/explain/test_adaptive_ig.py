@@ -1,0 +1,136 @@
+"""Adaptive integrated gradients meets its tolerance on nested nodes, each evaluated once."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from explain.engine import CancelToken
+from explain.integrated_gradients import (
+    MAX_ADAPTIVE_NODES,
+    IntegratedGradientsParams,
+    PathWalk,
+    integrated_gradients,
+    level_nodes,
+)
+from explain.model_file import load_model
+from tests.model_factory import RegionDetector, SmallCnn, TinyDenseNet, card_for, export_model
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory):
+    return load_model(export_model(SmallCnn(), card_for(40, 56), tmp_path_factory.mktemp("adaptive")), CPU)
+
+
+@pytest.fixture(scope="module")
+def image():
+    return torch.randn(1, 40, 56, generator=torch.Generator().manual_seed(1))
+
+
+def relative_gap(update) -> float:
+    figures = update.figures
+    explained = figures.get("noisy_score", figures["score"]) - figures["baseline_score"]
+    return abs(float(update.attribution.sum(dtype=np.float64)) - explained) / abs(explained)
+
+
+@pytest.mark.parametrize("architecture", [SmallCnn, TinyDenseNet])
+@pytest.mark.parametrize("tolerance", [0.01, 0.002])
+def test_gap_is_within_the_tolerance(tmp_path, image, architecture, tolerance):
+    model = load_model(export_model(architecture(), card_for(40, 56), tmp_path), CPU)
+    last = list(integrated_gradients(model, image, 1, IntegratedGradientsParams(steps=0, tolerance=tolerance)))[-1]
+    assert last.final and last.figures["cap_reached"] == 0.0
+    assert relative_gap(last) <= tolerance
+    assert last.figures["relative_completeness_gap"] == pytest.approx(relative_gap(last), rel=1e-6)
+    assert last.figures["steps_used"] > 3, "these models need more than the first rule"
+
+
+def spy_on_points(monkeypatch) -> list[float]:
+    """Records every node evaluated along the (single) path, through ``PathWalk.points``."""
+    seen: list[float] = []
+    points = PathWalk.points
+
+    def recording(self, alphas, which):
+        seen.extend(alphas.tolist())
+        return points(self, alphas, which)
+    monkeypatch.setattr(PathWalk, "points", recording)
+    return seen
+
+
+def test_no_node_is_evaluated_twice(monkeypatch, cnn, image):
+    seen = spy_on_points(monkeypatch)
+    updates = list(integrated_gradients(cnn, image, 1, IntegratedGradientsParams(steps=0, tolerance=0.002),
+                                        batch_size=3))
+    used = int(updates[-1].figures["steps_used"])
+    level = int(np.log2(used - 1))
+    nested = np.concatenate([level_nodes(k) for k in range(level + 1)])
+    assert len(seen) == len(set(seen)) == used
+    np.testing.assert_allclose(sorted(seen), np.linspace(0, 1, used), atol=1e-7)
+    np.testing.assert_allclose(sorted(seen), sorted(nested), atol=1e-7)
+    assert updates[-1].evaluations == 2 + used, "the ends' scores, then one gradient per node"
+
+
+def test_noise_refines_each_copy_and_takes_the_baseline_once(monkeypatch, cnn, image):
+    seen = spy_on_points(monkeypatch)
+    params = IntegratedGradientsParams(steps=0, tolerance=0.01, noise_samples=3, noise_level=0.1)
+    last = list(integrated_gradients(cnn, image, 1, params))[-1]
+    assert seen.count(0.0) == 1 and seen.count(1.0) == 3
+    assert relative_gap(last) <= 0.01 * 3, "each copy within the tolerance; their mean within the sum"
+    assert len(seen) <= 1 + 3 * (last.figures["steps_used"] - 1)
+
+
+def test_a_linear_score_converges_on_the_first_rule(tmp_path):
+    box = (5, 20, 10, 30)
+    model = replace(load_model(export_model(RegionDetector(box), card_for(40, 56), tmp_path), CPU), score="log-odds")
+    x = torch.rand(1, 40, 56, generator=torch.Generator().manual_seed(2))
+    updates = list(integrated_gradients(model, x, 1, IntegratedGradientsParams(steps=0, baseline=0.0)))
+    assert len(updates) == 1 and updates[0].final
+    assert updates[0].figures["steps_used"] == 2 and updates[0].evaluations == 2 + 2
+    assert relative_gap(updates[0]) < 1e-5
+
+
+def test_the_cap_is_reported(cnn, image):
+    last = list(integrated_gradients(cnn, image, 1, IntegratedGradientsParams(steps=0, tolerance=1e-9)))[-1]
+    assert last.final and last.figures["steps_used"] == MAX_ADAPTIVE_NODES
+    assert last.figures["cap_reached"] == 1.0
+    assert len(last.notes) == 1 and f"cap of {MAX_ADAPTIVE_NODES} nodes" in last.notes[0]
+
+
+def test_cancel_stops_after_the_refinement_under_way(cnn, image):
+    cancel = CancelToken()
+    seen = []
+    for update in integrated_gradients(cnn, image, 1, IntegratedGradientsParams(steps=0, tolerance=1e-9),
+                                       cancel=cancel, batch_size=2):
+        seen.append(update)
+        cancel.cancel()
+    assert len(seen) == 1 and not seen[0].final
+    assert seen[0].evaluations == 2 + 2, "the first rule, then nothing more"
+
+
+def test_refinements_stream_in_order(cnn, image):
+    updates = list(integrated_gradients(cnn, image, 1, IntegratedGradientsParams(steps=0, tolerance=0.002)))
+    steps = [u.figures["steps_used"] for u in updates]
+    assert len(updates) > 2
+    assert steps == [2 ** k + 1 for k in range(len(updates))], "one update per refinement, each doubling the grid"
+    progress = [u.progress for u in updates]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert [u.final for u in updates] == [False] * (len(updates) - 1) + [True]
+    assert all(u.attribution is None for u in updates[:-1]) and updates[-1].attribution is not None
+    assert np.corrcoef(updates[-2].heatmap.ravel(), updates[-1].heatmap.ravel())[0, 1] > 0.9
+
+
+def test_fixed_steps_still_give_the_fixed_rule(cnn, image):
+    fixed = list(integrated_gradients(cnn, image, 1, IntegratedGradientsParams(steps=12, tolerance=0.5)))[-1]
+    assert fixed.figures["steps_used"] == 12 and "cap_reached" not in fixed.figures
+    assert fixed.evaluations == 2 + 12
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="steps"):
+        IntegratedGradientsParams(steps=-1)
+    with pytest.raises(ValueError, match="tolerance"):
+        IntegratedGradientsParams(steps=0, tolerance=0.0)
