@@ -66,7 +66,9 @@ def test_the_trust_panel_calls_an_insertion_curve_from_a_sure_baseline_meaningle
     ui.wait_until_ready()
     try:
         window.open_paths([write_radiograph(tmp_path / "dx.dcm", rows=96, cols=128)])
-        ui.panel.forms.currentWidget().editors["window"].setValue(8)
+        editors = ui.panel.forms.currentWidget().editors
+        editors["window"].setValue(8)
+        editors["baseline"].setCurrentText("0.0")  # the blank image this model is sure of
         with qtbot.waitSignal(ui.trust_finished, timeout=60000):
             ui.explain()
         table = ui.trust.figures.text()
