@@ -82,9 +82,10 @@ def test_a_failing_model_reports_one_line(qtbot, controller, model):
 
 
 def test_a_job_superseded_while_it_waited_never_runs(qtbot, controller, model):
-    release, started = threading.Event(), []
+    holding, release, started = threading.Event(), threading.Event(), []
 
     def busy(cancel):
+        holding.set()
         release.wait(20)  # holds the worker thread while the next jobs queue up behind it
         yield from ()
 
@@ -93,6 +94,8 @@ def test_a_job_superseded_while_it_waited_never_runs(qtbot, controller, model):
         yield from ()
 
     controller.start(Job(controller.next_generation(), "busy", busy))
+    # Once it runs: a job cancelled before the worker takes it up is skipped, and would free the thread.
+    assert holding.wait(20)
     controller.start(Job(controller.next_generation(), "probabilities", waiting))
     latest = request_for(controller, model, torch.ones(1, 32, 40))  # supersedes the waiting job
     controller.start(latest)
