@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 from pacs.cache import Cache
 from pacs.client import open_client
 from pacs.errors import PacsError
+from pacs.nodes import Node
 from pacs.records import Retrieved, Series, Study, StudyQuery, parse_date_range
 from viewer.pacs_job import Jobs, PacsJob
 from viewer.pacs_node_chooser import NodeChooser
@@ -225,14 +226,20 @@ class PacsWindow(QWidget):
             self.tree.resizeColumnToContents(column)
         self.say(f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} found" if studies else "No study matches")
 
+    def chosen_node(self) -> Node | None:
+        """The node the reader chose, or None after saying in one line why it cannot be used."""
+        try:
+            return self.chooser.node()
+        except PacsError as error:
+            self.say(str(error))
+            return None
+
     def expand(self, item: QTreeWidgetItem) -> None:
         """Ask for a study's series the first time it is expanded."""
         if item.parent() is not None or item.childCount() or item.data(1, KEY):
             return
-        try:
-            node = self.chooser.node()
-        except PacsError as error:
-            self.say(str(error))
+        node = self.chosen_node()
+        if node is None:
             return
         item.setData(1, KEY, True)  # asked: not again while the answer is on its way
         study_uid = item.data(0, KEY)
@@ -280,10 +287,8 @@ class PacsWindow(QWidget):
         targets = self._targets()
         if self.retrieving is not None or not targets:
             return
-        try:
-            node = self.chooser.node()
-        except PacsError as error:
-            self.say(str(error))
+        node = self.chosen_node()
+        if node is None:
             return
         settings = self.chooser.settings
         cache = Cache(settings.cache_path(), settings.cache_limit_mb << 20)

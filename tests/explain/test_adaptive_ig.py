@@ -22,16 +22,6 @@ from tests.model_factory import RegionDetector, SmallCnn, TinyDenseNet, card_for
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module")
-def cnn(tmp_path_factory):
-    return load_model(export_model(SmallCnn(), card_for(40, 56), tmp_path_factory.mktemp("adaptive")), CPU)
-
-
-@pytest.fixture(scope="module")
-def image():
-    return torch.randn(1, 40, 56, generator=torch.Generator().manual_seed(1))
-
-
 def relative_gap(update) -> float:
     figures = update.figures
     explained = figures.get("noisy_score", figures["score"]) - figures["baseline_score"]

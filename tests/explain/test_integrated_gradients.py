@@ -17,19 +17,9 @@ from explain.integrated_gradients import (
 )
 from explain.linear_stem import split_linear_stem
 from explain.model_file import load_model
-from tests.model_factory import SmallCnn, TinyDenseNet, TinyResNet, card_for, export_model
+from tests.model_factory import TinyDenseNet, TinyResNet, card_for, export_model
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def cnn(tmp_path_factory):
-    return load_model(export_model(SmallCnn(), card_for(40, 56), tmp_path_factory.mktemp("ig")), CPU)
-
-
-@pytest.fixture(scope="module")
-def image():
-    return torch.randn(1, 40, 56, generator=torch.Generator().manual_seed(1))
 
 
 def final(model, x, params, **options):

@@ -25,16 +25,6 @@ from tests.model_factory import SmallCnn, TinyDenseNet, card_for, export_model
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module")
-def cnn(tmp_path_factory):
-    return load_model(export_model(SmallCnn(), card_for(40, 56), tmp_path_factory.mktemp("smoothgrad")), CPU)
-
-
-@pytest.fixture(scope="module")
-def image():
-    return torch.randn(1, 40, 56, generator=torch.Generator().manual_seed(1))
-
-
 def run(model, x, params, **options):
     return list(integrated_gradients(model, x, 1, params, **options))
 
