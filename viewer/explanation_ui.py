@@ -391,6 +391,10 @@ class ExplanationUi(QObject):
         if explanation is None or self.outcome is None:
             return
         self.outcome = self.outcome.after(Step(stage, update))
+        if stage != "explanation" or not explanation.request.settings.trust:
+            # The job's last result is in: Explain is live again at once, not after the worker
+            # has tidied up (a quick click would otherwise do nothing).
+            self.panel.set_running(False)
         if stage == "explanation":
             self._finish_explanation(explanation, update)
         elif stage == "trust":
