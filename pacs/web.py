@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 
 from pacs.cache import Cache
-from pacs.errors import PacsError
+from pacs.errors import PacsError, tls_failure
 from pacs.nodes import Node
 from pacs.records import (
     SERIES_RETURN_KEYS,
@@ -42,13 +42,33 @@ for _name in ("dicomweb_client", "urllib3.connectionpool"):
     logging.getLogger(_name).setLevel(logging.INFO)
 
 
+class CaSession(requests.Session):
+    """A session that verifies HTTPS against ``ca_file`` when given, else against the system's store.
+
+    requests lets ``$REQUESTS_CA_BUNDLE`` (set on many managed machines) override a session's own
+    ``verify``, which would silently drop the node's CA; here the node's CA wins.
+    """
+
+    def __init__(self, ca_file: str = "") -> None:
+        super().__init__()
+        self.ca_file = ca_file
+        self.verify = ca_file or True
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert) -> dict:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.ca_file and verify in (None, True):
+            settings["verify"] = self.ca_file
+        return settings
+
+
 class WebClient:
     """One DICOMweb node (its base URL, e.g. ``http://host:8042/dicom-web``)."""
 
     def __init__(self, node: Node, secret: str | None = None) -> None:
         self.node = node
-        session = requests.Session()
-        session.verify = node.ca_file or True
+        if node.ca_file and not Path(node.ca_file).is_file():
+            raise PacsError(f"cannot read the CA certificates {node.ca_file}: no such file")
+        session = CaSession(node.ca_file)
         if node.username:
             session.auth = (node.username, secret or "")
         self.client = DICOMwebClient(node.url, session=session, timeout=node.timeout)
@@ -62,8 +82,8 @@ class WebClient:
         url = self.node.url
         try:
             yield
-        except requests.exceptions.SSLError:
-            raise PacsError(f"{url}: the server's certificate could not be verified") from None
+        except requests.exceptions.SSLError as error:
+            raise PacsError(tls_failure(url, error)) from None
         except requests.exceptions.ConnectionError:
             raise PacsError(f"cannot connect to {url}: nothing answers there (is the PACS running?)") from None
         except requests.exceptions.Timeout:

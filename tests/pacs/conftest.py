@@ -21,11 +21,16 @@ PATIENT_NAME = "Pacsfixture^Alice"
 PATIENT_ID = "PACS-0001"
 
 
-@pytest.fixture(scope="session")
-def orthanc(tmp_path_factory) -> Orthanc:
+def require_orthanc() -> None:
+    """Skip, saying why, where Orthanc or its DICOMweb plugin is not installed."""
     if orthanc_binary() is None or dicomweb_plugin() is None:
         pytest.skip("Orthanc or its DICOMweb plugin is not installed (Debian: orthanc, orthanc-dicomweb; "
                     "scripts/setup installs them as root)")
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory) -> Orthanc:
+    require_orthanc()
     server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
     yield server
     server.stop()

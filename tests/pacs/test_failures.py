@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
-import socket
-import threading
 
 import pytest
 
@@ -17,7 +15,7 @@ from pacs.nodes import Node
 from pacs.records import StudyQuery
 from pacs.web import WebClient
 from tests.pacs.conftest import PATIENT_ID, PATIENT_NAME, dimse_node
-from tests.pacs.orthanc import free_port
+from tests.pacs.orthanc import Relay, free_port
 
 
 def one_line(error: pytest.ExceptionInfo) -> str:
@@ -60,46 +58,9 @@ def test_a_wrong_dicomweb_url(orthanc):
     assert "HTTP 404" in one_line(error)
 
 
-class StallingProxy:
-    """Passes bytes to Orthanc and back until ``budget`` bytes came back, then holds the line silent."""
-
-    def __init__(self, port: int, budget: int) -> None:
-        self.target, self.budget = port, budget
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.sockets: list[socket.socket] = [self.server]
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self) -> None:
-        try:
-            client, _address = self.server.accept()
-        except OSError:
-            return
-        upstream = socket.create_connection(("127.0.0.1", self.target))
-        self.sockets += [client, upstream]
-        threading.Thread(target=self.pipe, args=(client, upstream, None), daemon=True).start()
-        threading.Thread(target=self.pipe, args=(upstream, client, self.budget), daemon=True).start()
-
-    @staticmethod
-    def pipe(source: socket.socket, sink: socket.socket, budget: int | None) -> None:
-        passed = 0
-        try:
-            while data := source.recv(65536):
-                if budget is not None and passed + len(data) > budget:
-                    return  # silence: neither closed nor answered
-                sink.sendall(data)
-                passed += len(data)
-        except OSError:
-            return
-
-    def close(self) -> None:
-        for item in self.sockets:
-            item.close()
-
-
 def test_a_time_out_mid_retrieve_keeps_whole_files_and_a_retry_completes_it(orthanc, studies, tmp_path):
     cache = Cache(tmp_path / "cache", 1 << 30)
-    proxy = StallingProxy(orthanc.dicom_port, budget=6 * 3000)  # a few 32x32 slices, then silence
+    proxy = Relay(orthanc.dicom_port, budget=6 * 3000)  # a few 32x32 slices, then silence
     try:
         stalled = dataclasses.replace(dimse_node(orthanc), port=proxy.port, timeout=2)
         with pytest.raises(PacsError) as error:
