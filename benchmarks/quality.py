@@ -49,7 +49,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 from skimage.filters import threshold_otsu
 from skimage.io import imread
 
@@ -69,6 +68,7 @@ from explain.devices import DEVICE_CHOICES, pick_device  # noqa: E402
 from explain.method import Method  # noqa: E402
 from explain.methods import METHODS  # noqa: E402
 from explain.model_file import LoadedModel, load_model  # noqa: E402
+from explain.pointing import pointing_distance  # noqa: E402
 from explain.preprocessing import to_image_grid, to_model_input  # noqa: E402
 from explain.sanity import randomized_copy  # noqa: E402
 from explain.trust import trust_figures  # noqa: E402
@@ -94,32 +94,6 @@ class Case:
 
 
 # --- Scoring one map against one mask (maps on the image grid, masks boolean of the same shape) ---
-
-def hottest_distance(heatmap: np.ndarray, mask: np.ndarray) -> float:
-    """Distance in pixels from the map's hottest pixel to the lesion, 0 inside it.
-
-    A map with no hottest pixel (blank, or nothing known) gets infinity, so that it never hits.
-    """
-    finite = np.isfinite(heatmap)
-    if not finite.any() or np.nanmax(heatmap) == np.nanmin(heatmap):
-        return float("inf")
-    return float(ndimage.distance_transform_edt(~mask)[hottest_point(heatmap)])
-
-
-def hottest_point(heatmap: np.ndarray) -> tuple[int, int]:
-    """The map's hottest pixel; where a region shares the top value, its pixel nearest the region's centre.
-
-    LIME's map is constant over each superpixel, so its top value is a whole region; the first
-    of its pixels in raster order (what ``argmax`` returns) is an arbitrary corner of it, and the
-    region's centre is where a reader's eye lands. Values within a millionth of the top count as
-    tied: resizing a constant region onto the image's grid leaves rounding differences.
-    """
-    top = np.nanmax(heatmap)
-    tied = np.argwhere(np.nan_to_num(heatmap, nan=-np.inf) >= top - 1e-6 * abs(top))
-    centre = tied.mean(axis=0)
-    row, column = tied[np.argmin(((tied - centre) ** 2).sum(axis=1))]
-    return int(row), int(column)
-
 
 def otsu_iou(heatmap: np.ndarray, mask: np.ndarray) -> float:
     """IoU with the lesion of the map scaled to [0, 1] and cut at Otsu's threshold (CheXlocalize).
@@ -234,7 +208,7 @@ def score_case(method: Method, params: Any, model: LoadedModel, case: Case, trus
     final = list(method.explain(model, case.x, target, params))[-1]
     seconds = time.perf_counter() - started
     heatmap = to_image_grid(final.heatmap, case.mask.shape)
-    scored = {"name": case.name, "seconds": seconds, "distance": hottest_distance(heatmap, case.mask),
+    scored = {"name": case.name, "seconds": seconds, "distance": pointing_distance(heatmap, case.mask),
               "iou": otsu_iou(heatmap, case.mask), "mass": relevance_mass(heatmap, case.mask),
               "area": float(case.mask.mean())}
     if trust:

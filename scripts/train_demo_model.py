@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from scipy import ndimage, stats
+from scipy import stats
 from torch import nn
 from torch.nn import functional as F
 
@@ -75,6 +75,7 @@ from dicom.series import open_paths  # noqa: E402
 from explain.methods import METHODS  # noqa: E402
 from explain.model_card import ModelCard  # noqa: E402
 from explain.model_file import LoadedModel, load_model  # noqa: E402
+from explain.pointing import pointing_distance  # noqa: E402
 from explain.preprocessing import to_image_grid, to_model_input  # noqa: E402
 
 MODEL_NAME = "effusion_demo"
@@ -416,8 +417,7 @@ def pointing_hits(model: LoadedModel, data: Dataset, method_name: str, count: in
         mask = np.asarray(Image.open(mask_path(data.paths[i]))) > 0
         final = list(method.explain(model, data.inputs[i], target, method.params()))[-1]
         heatmap = to_image_grid(final.heatmap, mask.shape)
-        row, column = np.unravel_index(np.nanargmax(heatmap), heatmap.shape)
-        hits += bool(ndimage.distance_transform_edt(~mask)[row, column] <= POINTING_TOLERANCE_PIXELS)
+        hits += pointing_distance(heatmap, mask) <= POINTING_TOLERANCE_PIXELS
     return hits, len(positives)
 
 
