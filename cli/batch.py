@@ -31,7 +31,7 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +50,7 @@ from cli.explain_outputs import (
 )
 from cli.image_explanation import CommandError, explain_image, image_check
 from dicom.bundled import DEMO_STUDY
-from dicom.files import DicomReadError
+from dicom.files import DicomReadError, ReadError
 from dicom.image import load_frame
 from dicom.series import Frame, frame_count, open_paths
 from explain.session import ExplanationSettings
@@ -299,8 +299,19 @@ def run_job(job: Job, folder: Path, args: argparse.Namespace, settings: Explanat
     Anything wrong with the image is its own failure; the folder refusing a file (WriteError)
     ends the run.
     """
+    return image_row(job, lambda: settle(dataclasses.replace(job, digest=digest_of(job.frame.path)), folder, claimed),
+                     folder, args, settings)
+
+
+def image_row(job: Job, claim: Callable[[], tuple[Job, dict | None]], folder: Path, args: argparse.Namespace,
+              settings: ExplanationSettings) -> dict:
+    """Claim the image's name through ``claim``, then skip or explain it; its summary row.
+
+    Apart from :func:`run_job` so that a worker elsewhere (:mod:`cli.ray_batch`) does the same
+    work for a name the driver settled. WriteError passes through: the folder is at fault.
+    """
     try:
-        job, earlier = settle(dataclasses.replace(job, digest=digest_of(job.frame.path)), folder, claimed)
+        job, earlier = claim()
         if is_done(job, folder, args.format, earlier):
             return {**earlier, **job.source(), "status": "skipped"}
         return {**explain_job(job, folder, args.format, settings, args), "status": "done"}
@@ -332,41 +343,75 @@ def write_summary(path: Path, rows: list[dict]) -> None:
     replace_atomically(path, write)
 
 
-def run_batch(args: argparse.Namespace, settings: ExplanationSettings) -> int:
+def run_batch(args: argparse.Namespace, settings: ExplanationSettings,
+              into: Callable[[Path, argparse.Namespace, ExplanationSettings], int] | None = None) -> int:
     """Explain every image under ``args.paths`` into the folder ``args.out``; the exit status.
 
     0 when every image is done (now or by an earlier run), 1 when some failed, 2 when none
-    could be done or the folder refused a file (CommandError, one line).
+    could be done or the folder refused a file (CommandError, one line). ``into`` does the work
+    in the folder once it is ready: :func:`explain_into` here, or a cluster's (:mod:`cli.ray_batch`).
     """
     folder = Path(args.out)
     try:
         with output_folder(folder, settings_of(settings, args)):
-            return explain_into(folder, args, settings)
+            return (into or explain_into)(folder, args, settings)
     except WriteError as error:
         raise CommandError(str(error)) from None
 
 
+def plan_run(args: argparse.Namespace) -> tuple[list[ReadError], list[Job]]:
+    """The files under ``args.paths`` that cannot be read, and one job per image of the others."""
+    collection = open_paths(args.paths or [str(DEMO_STUDY)])
+    return collection.errors, plan([frame for series in collection.all_series() for frame in series.frames])
+
+
 def explain_into(folder: Path, args: argparse.Namespace, settings: ExplanationSettings) -> int:
     """Explain every image under ``args.paths`` into a folder that is ready; the exit status."""
-    collection = open_paths(args.paths or [str(DEMO_STUDY)])
-    jobs = plan([frame for series in collection.all_series() for frame in series.frames])
-    rows: list[dict] = []
-    counts = {"done": 0, "skipped": 0, "failed": 0}
+    errors, jobs = plan_run(args)
+    tally = Tally(args.json)
     digest_of = functools.cache(file_sha256)  # a multi-frame file is read once, not once a frame
     claimed: set[str] = set()
+    tally.add_errors(errors)
+    with progress_bar(settings, len(jobs)) as bar:
+        for job in jobs:
+            tally.add(run_job(job, folder, args, settings, digest_of, claimed))
+            tally.show(bar)
+    return finish(folder, tally)
 
-    def emit(row: dict) -> None:
-        rows.append(row)
-        counts[row["status"]] += 1
-        if args.json:
+
+@dataclass
+class Tally:
+    """The run's rows in the order they came, counted by status; each printed as it comes with ``--json``."""
+
+    json_lines: bool
+    rows: list[dict] = dataclasses.field(default_factory=list)
+    counts: dict[str, int] = dataclasses.field(default_factory=lambda: {"done": 0, "skipped": 0, "failed": 0})
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        self.counts[row["status"]] += 1
+        if self.json_lines:
             print(json.dumps(row), flush=True)
 
-    for error in collection.errors:
-        emit({"name": "", "status": "failed", "path": str(error.path), "error": error.error})
-    with tqdm(jobs, desc=settings.method.title, unit="image", file=sys.stderr, dynamic_ncols=True) as bar:
-        for job in bar:
-            emit(run_job(job, folder, args, settings, digest_of, claimed))
-            bar.set_postfix(failed=counts["failed"], refresh=False)
+    def add_errors(self, errors: Iterable[ReadError]) -> None:
+        """The files that could not be read while planning: failed before any work."""
+        for error in errors:
+            self.add({"name": "", "status": "failed", "path": str(error.path), "error": error.error})
+
+    def show(self, bar: tqdm) -> None:
+        """One more image on the progress bar, with the failures so far."""
+        bar.set_postfix(failed=self.counts["failed"], refresh=False)
+        bar.update()
+
+
+def progress_bar(settings: ExplanationSettings, total: int) -> tqdm:
+    """The run's one progress bar, on stderr."""
+    return tqdm(total=total, desc=settings.method.title, unit="image", file=sys.stderr, dynamic_ncols=True)
+
+
+def finish(folder: Path, tally: Tally) -> int:
+    """Write ``summary.csv``, report on stderr; the exit status (see :func:`run_batch`)."""
+    rows, counts = tally.rows, tally.counts
     try:
         write_summary(folder / SUMMARY_FILE, rows)
     except WriteError:

@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true",
                         help="explain images outside what the model's card expects (modality, body part, view, "
                              "photometric, size) instead of refusing them; a warning says what differs")
+    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                        help="with a folder --out, explain on a Ray cluster: a local one started for the run, or "
+                             "the one at ADDRESS (see `ray start --head`); the folder must be on storage every node "
+                             "sees. Needs the cluster extra: pip install -e '.[cluster]'")
+    parser.add_argument("--workers", type=positive_int, metavar="N",
+                        help="with --ray, how many workers (default: one per GPU in the cluster, else one per "
+                             "4 CPU cores)")
     options = parser.add_argument_group("method options (each method takes its own)")
     users: dict[str, list[str]] = {}
     defaults: dict[str, object] = {}
@@ -95,6 +102,14 @@ def formats_list(text: str) -> list[str]:
     return chosen
 
 
+def positive_int(text: str) -> int:
+    """A count of at least one."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def first_image(path: str) -> FrameImage:
     """The first frame of the first series under ``path``."""
     collection = open_paths([path])
@@ -117,12 +132,19 @@ def run(args: argparse.Namespace) -> int:
     """Explain one image, or hand several to the batch runner; from and to a PACS when asked."""
     folder_out = is_folder_out(args.out)
     check_pacs_options(args, folder_out)
+    if args.ray is not None and not folder_out:
+        raise CommandError("--ray needs a folder --out to hold one result per image")
     if args.pacs:
         args.paths = retrieve_studies(args)
     if folder_out:
-        from cli.batch import run_batch
+        if args.ray is None:
+            from cli.batch import run_batch
 
-        status = run_batch(args, prepare(args))
+            status = run_batch(args, prepare(args))
+        else:
+            from cli.ray_batch import run_ray_batch
+
+            status = run_ray_batch(args)
         return max(status, 1) if args.send and send_batch(args, Path(args.out)) else status
     if len(args.paths) > 1:
         raise CommandError("several paths need a folder --out to hold one result per image")
