@@ -41,6 +41,8 @@ def gui_command(argv: Sequence[str]) -> int:
     return run_gui(args.paths, screenshot=args.screenshot, explain=args.explain, model=args.model)
 
 
+#: The exit status of a command stopped with Ctrl-C, as a shell reports a process ended by SIGINT.
+INTERRUPTED = 130
 #: Subcommands and the module that runs each; imported only when asked for.
 COMMANDS = {"info": "cli.info_command", "explain": "cli.explain_command", "pacs": "cli.pacs_command",
             "model": "cli.model_command"}
@@ -52,7 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     keep_freed_memory()
     if argv and argv[0] in COMMANDS:
         module = importlib.import_module(COMMANDS[argv[0]])
-        return getattr(module, f"{argv[0]}_command")(argv[1:])
+        try:
+            return getattr(module, f"{argv[0]}_command")(argv[1:])
+        except KeyboardInterrupt:
+            # Ctrl-C is the user's choice, not a failure to explain: what was written is whole
+            # (results are renamed into place, records last), so one line says how to go on.
+            print(f"{argv[0]}: interrupted; what was finished is kept, and the same command resumes a folder run",
+                  file=sys.stderr)
+            return INTERRUPTED
     return gui_command(argv)
 
 

@@ -216,3 +216,25 @@ def test_a_broken_multiframe_file_is_one_line_of_the_report(capsys, tmp_path):
     report(rows, {"done": 1, "skipped": 0, "failed": 10_001}, tmp_path / "summary.csv")
     lines = capsys.readouterr().err.splitlines()
     assert lines[1:] == [f"failed: /data/cine.dcm (10000 frames): {reason}", "failed: /data/other.dcm: not DICOM"]
+
+
+def test_ctrl_c_stops_a_run_in_one_line_and_the_next_run_resumes(study, tmp_path):
+    import signal
+
+    model, _inputs, _good, _broken = study
+    inputs = tmp_path / "in"
+    for k in range(6):
+        factory.write_radiograph(inputs / f"{k}.dcm", rows=64, cols=64, seed=k)
+    args = [str(inputs), "--model", str(model), *OCCLUSION, "--out", str(tmp_path / "maps"), "--json"]
+    run = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "explain", *args], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    first = run.stdout.readline()  # one image is done: the run is well under way
+    run.send_signal(signal.SIGINT)
+    _rest, errors = run.communicate(timeout=120)
+    assert json.loads(first)["status"] == "done"
+    assert run.returncode == 130, errors
+    assert "Traceback" not in errors and errors.strip().splitlines()[-1].startswith("explain: interrupted")
+    again = explain(*args)
+    assert again.returncode == 0, again.stderr
+    rows = [json.loads(line) for line in again.stdout.splitlines()]
+    assert len(rows) == 6 and any(row["status"] == "skipped" for row in rows), "what was done is kept"
