@@ -223,7 +223,7 @@ def test_ctrl_c_stops_a_run_in_one_line_and_the_next_run_resumes(study, tmp_path
 
     model, _inputs, _good, _broken = study
     inputs = tmp_path / "in"
-    for k in range(6):
+    for k in range(12):
         factory.write_radiograph(inputs / f"{k}.dcm", rows=64, cols=64, seed=k)
     args = [str(inputs), "--model", str(model), *OCCLUSION, "--out", str(tmp_path / "maps"), "--json"]
     run = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "explain", *args], stdout=subprocess.PIPE,
@@ -237,4 +237,4 @@ def test_ctrl_c_stops_a_run_in_one_line_and_the_next_run_resumes(study, tmp_path
     again = explain(*args)
     assert again.returncode == 0, again.stderr
     rows = [json.loads(line) for line in again.stdout.splitlines()]
-    assert len(rows) == 6 and any(row["status"] == "skipped" for row in rows), "what was done is kept"
+    assert len(rows) == 12 and any(row["status"] == "skipped" for row in rows), "what was done is kept"
