@@ -80,7 +80,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from explain.baselines import baseline_image
+from explain.baselines import baseline_image, parse_baseline
 from explain.engine import CancelToken, Update, model_device_input
 from explain.method import Method
 from explain.model_file import LoadedModel
@@ -105,7 +105,9 @@ class PerturbationParams:
     """The optimisation's length, step and weights; the mask's grain; the blur; the game played.
 
     ``mask_cell`` is the side of one mask cell in model-input pixels, ``blur_sigma`` and
-    ``jitter`` are in model-input pixels too. ``mode`` is ``delete`` or ``preserve``.
+    ``jitter`` are in model-input pixels too. ``mode`` is ``delete`` or ``preserve``. ``fill``
+    is what a deleted pixel shows: the paper's ``blur``, or, as it also tried, a constant
+    (``black``, the image's darkest value; ``mean``; or a number in model-input space).
     """
 
     iterations: int = 300
@@ -118,6 +120,7 @@ class PerturbationParams:
     jitter: int = 4
     mode: str = "delete"
     seed: int = 0
+    fill: float | str = "blur"
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
@@ -136,11 +139,16 @@ class PerturbationParams:
             raise ValueError(f"jitter cannot be negative, not {self.jitter}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be 'delete' or 'preserve', not {self.mode!r}")
+        if isinstance(self.fill, str):
+            try:
+                parse_baseline(self.fill)
+            except ValueError:
+                raise ValueError(f"fill must be 'blur', 'black', 'mean' or a number, not {self.fill!r}") from None
 
 
 def perturbation_baseline(x: torch.Tensor, params: PerturbationParams) -> torch.Tensor:
-    """What a fully deleted pixel shows: the input blurred by ``blur_sigma``."""
-    return baseline_image(x, "blur", blur_sigma=params.blur_sigma)
+    """What a fully deleted pixel shows: by default the input blurred by ``blur_sigma``."""
+    return baseline_image(x, params.fill, blur_sigma=params.blur_sigma)
 
 
 def total_variation(mask: torch.Tensor, beta: float) -> torch.Tensor:

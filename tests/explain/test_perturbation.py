@@ -155,6 +155,7 @@ def test_same_seed_gives_the_same_mask(detector, lesion):
 
 @pytest.mark.parametrize("change", [
     {"mode": "keep"}, {"iterations": 0}, {"blur_sigma": 0.0}, {"jitter": -1}, {"lambda_area": -1.0},
+    {"fill": "noise"},
 ])
 def test_bad_parameters_are_refused_with_a_message(change):
     with pytest.raises(ValueError):
@@ -164,3 +165,11 @@ def test_bad_parameters_are_refused_with_a_message(change):
 def test_a_mask_cell_larger_than_the_input_is_refused(cnn, image):
     with pytest.raises(ValueError, match="mask cell"):
         next(perturbation(cnn, image, 1, PerturbationParams(mask_cell=64)))
+
+
+def test_a_black_fill_deletes_to_the_darkest_value_and_still_finds_the_region(detector, lesion):
+    params = dataclasses.replace(FAST, fill="black")
+    removed = perturbation_baseline(lesion, params)
+    assert torch.equal(removed, torch.full_like(lesion, float(lesion.min()))), "deleted pixels show the darkest value"
+    final = list(perturbation(detector, lesion, 1, params))[-1]
+    assert share_in_box(final.heatmap) > 0.6 and peak_in_box(final.heatmap)
