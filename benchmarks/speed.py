@@ -14,12 +14,15 @@ Lightbox's time over the other tool's (below 1 is faster).
 Parts:
 
 - ``process``: occlusion at window 16, stride 8 (729 windows), each tool as a whole process from
-  the command line, imports and model loading included: ``main.py explain`` against Captum's
-  ``Occlusion`` (``perturbations_per_eval`` chosen by a sweep) and MONAI's
-  ``OcclusionSensitivity``, run as their users run them; then Captum once more with Lightbox's
-  allocator settings (``explain/heap.py``), to tell the allocator's share from the method's.
-  Also Lightbox's first partial map against its final one, both counted from the model being
-  loaded, from its ``--json`` lines.
+  the command line, imports and model loading included: ``main.py explain`` as it runs by
+  default (with its trust figures) and with ``--no-trust``, against Captum's ``Occlusion``
+  (``perturbations_per_eval`` chosen by a sweep) and MONAI's ``OcclusionSensitivity``, run as
+  their users run them; then Captum once more with Lightbox's allocator settings
+  (``explain/heap.py``), to tell the allocator's share from the method's. Also Lightbox's first
+  partial map against its final one, both counted from the model being loaded, from its
+  ``--json`` lines, what the trust figures cost beside the map, and the fixed cost of each
+  side: a process that only imports what it needs and loads the model, Lightbox's with its
+  safety check. The ratios issue 18 sets targets for are printed last.
 
 The parts below run in one process, which gives every tool Lightbox's allocator settings, so
 they compare the methods only:
@@ -122,14 +125,35 @@ def same_map(a: np.ndarray, b: np.ndarray) -> str:
 # --- whole processes -----------------------------------------------------------------------------
 
 
-def lightbox_process(model: Path, out: Path) -> tuple[float, dict]:
-    """``main.py explain`` as a user runs it; the wall time and its first and last JSON lines."""
+def lightbox_process(model: Path, out: Path, trust: bool = True) -> tuple[float, dict]:
+    """``main.py explain`` as a user runs it, by default with its trust figures; the wall time, and
+    the seconds from the model being loaded to the first partial map and to the last line."""
     command = [sys.executable, str(ROOT / "main.py"), "explain", str(DEMO_STUDY), "--model", str(model),
-               "--method", "occlusion", "--window", str(WINDOW), "--stride", str(STRIDE), "--no-trust",
-               "--json", "--out", str(out)]
+               "--method", "occlusion", "--window", str(WINDOW), "--stride", str(STRIDE), "--json", "--out", str(out),
+               *([] if trust else ["--no-trust"])]
     seconds, done = timed(lambda: subprocess.run(command, check=True, capture_output=True, text=True))
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     return seconds, {"first": lines[0]["elapsed"], "final": lines[-1]["elapsed"]}
+
+
+#: A process that gets a model ready and stops: Lightbox's imports for ``main.py explain`` and its
+#: checked load (the archive's safety check, the load, the check against the card), against what a
+#: Captum user's script pays before its first evaluation.
+READY = {
+    "Lightbox: main.py explain's imports and load_model": (
+        "import sys; sys.path.insert(0, {root!r}); import main; main.keep_freed_memory(); "
+        "import cli.explain_command, torch; from explain.model_file import load_model; "
+        "load_model({model!r}, torch.device('cpu'))"),
+    "Captum script: import torch and captum, torch.export.load(...).module()": (
+        "import torch; from captum.attr import Occlusion; torch.export.load({model!r}).module()"),
+}
+
+
+def ready_process(code: str, model: Path) -> float:
+    """Wall seconds of a process that runs ``code`` (a :data:`READY` line) on ``model``."""
+    command = [sys.executable, "-c", code.format(root=str(ROOT), model=str(model))]
+    seconds, _ = timed(lambda: subprocess.run(command, check=True, capture_output=True, text=True))
+    return seconds
 
 
 def reference_command(*arguments: str, keep: bool) -> list[str]:
@@ -178,10 +202,13 @@ def process_part(name: str, path: Path, model: LoadedModel, x: torch.Tensor, rep
     batch, kept_batch = reference_sweep(path), reference_sweep(path, keep=True)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
     outputs = {tool: folder / f"{slug}-{tool}.npz" for tool in ("lightbox", "captum", "monai")}
+    default, no_trust, captum = ("Lightbox (main.py explain, with its trust figures: the default)",
+                                 "Lightbox (main.py explain --no-trust)",
+                                 f"Captum Occlusion (perturbations_per_eval={batch})")
     runs = {
-        "Lightbox (main.py explain)": lambda: lightbox_process(path, outputs["lightbox"]),
-        f"Captum Occlusion (perturbations_per_eval={batch})":
-            lambda: reference_process("captum-occlusion", path, outputs["captum"], batch),
+        default: lambda: lightbox_process(path, outputs["lightbox"]),
+        no_trust: lambda: lightbox_process(path, outputs["lightbox"], trust=False),
+        captum: lambda: reference_process("captum-occlusion", path, outputs["captum"], batch),
         f"MONAI OcclusionSensitivity (n_batch={batch})":
             lambda: reference_process("monai-occlusion", path, outputs["monai"], batch),
         f"Captum Occlusion, given Lightbox's allocator settings (perturbations_per_eval={kept_batch})":
@@ -191,12 +218,21 @@ def process_part(name: str, path: Path, model: LoadedModel, x: torch.Tensor, rep
     ours = np.load(outputs["lightbox"])["attribution"]
     captum_map, monai_map = (np.load(outputs[tool])["attribution"] for tool in ("captum", "monai"))
     correlation = np.corrcoef(monai_map.ravel(), ours.ravel())[0, 1]
-    notes = {list(runs)[1]: f"(map: {same_map(captum_map, ours)})",
-             list(runs)[2]: f"(its own window placement and averaging: correlation {correlation:.2f} with ours)"}
-    report(f"[{name}] occlusion, window {WINDOW}, stride {STRIDE}, whole processes", times, list(runs)[0], notes)
-    lines = results[list(runs)[0]][1]
-    print(f"  Lightbox's first partial map at {lines['first']:.3f} s of {lines['final']:.2f} s from the model "
-          f"being loaded: {lines['first'] / lines['final']:.3f} of the explanation's time")
+    notes = {captum: f"(map: {same_map(captum_map, ours)})",
+             list(runs)[3]: f"(its own window placement and averaging: correlation {correlation:.2f} with ours)"}
+    report(f"[{name}] occlusion, window {WINDOW}, stride {STRIDE}, whole processes", times, default, notes)
+    with_figures, without = results[default][1], results[no_trust][1]
+    print(f"  Lightbox's first partial map at {without['first']:.3f} s of {without['final']:.2f} s from the model "
+          f"being loaded: {without['first'] / without['final']:.3f} of the explanation's time")
+    trust = with_figures["final"] - without["final"]
+    print(f"  the trust figures after the map: {trust:.2f} s, {trust / without['final']:.2f} of the map's "
+          f"{without['final']:.2f} s (last runs)")
+    ready, _ = alternate({label: lambda code=code: ready_process(code, path) for label, code in READY.items()},
+                         repeats)
+    report(f"[{name}] fixed cost: a process that gets the model ready and stops", ready, list(READY)[0])
+    print(f"  targets (issue 18): default main.py explain / Captum's occlusion = {times[default] / times[captum]:.2f}"
+          f" (at most 0.5); --no-trust / Captum = {times[no_trust] / times[captum]:.2f} (at most 0.4);"
+          f" model ready / Captum's = {ready[list(READY)[0]] / ready[list(READY)[1]]:.2f} (at most 1)")
 
 
 # --- in one process ------------------------------------------------------------------------------

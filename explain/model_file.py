@@ -144,7 +144,10 @@ def load_model(path: Path, device: torch.device, card: ModelCard | None = None) 
     except UnsafeArchive as error:
         raise ModelLoadError(f"{path.name}: {error}") from None
     try:
-        module = program.module().to(device)
+        # Without the guards: torch would compile the archive's guard text into a function and run
+        # it on every input (explain/model_archive.py). The input's shape is checked all the same,
+        # against the program's ranges.
+        module = program.module(check_guards=False).to(device)
         # A graph that writes its own input in place would change the caller's tensor: such
         # writes become out of place. The others stay, as they reuse memory (explain/in_place.py).
         functionalize(module, inputs_only=True)

@@ -220,8 +220,20 @@ def trust_steps(request: ExplanationRequest, final: Update, cancel: CancelToken 
     s = request.settings
     exact = replace(s.model, fast=False, score="probability")
     for update in trust_figures(exact, request.model_input, s.target, final.heatmap, request.removed(),
-                                cancel=cancel, batch_size=s.batch_size):
+                                cancel=cancel, batch_size=s.batch_size, score=exact_probability(s, final)):
         yield Step("trust", update)
+
+
+def exact_probability(settings: ExplanationSettings, final: Update) -> float | None:
+    """The image's probability as the trust figures would score it, where the explanation already has.
+
+    A method's ``score`` is the target's probability by the same model on the same input, unless
+    it ran in half precision or explained another score (a probability from the log-odds is
+    rounded differently): the trust figures then score the image themselves.
+    """
+    if settings.model.fast or settings.explained_score != "probability" or "score" not in final.figures:
+        return None
+    return float(final.figures["score"])
 
 
 def sanity_steps(request: ExplanationRequest, final: Update, cancel: CancelToken | None = None) -> Iterator[Step]:

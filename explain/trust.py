@@ -13,11 +13,14 @@ against the model itself, on the exact input the explanation used:
   sentence a radiologist reads.
 
 Every perturbed input is one job in a single list, scored in batches like an explanation,
-with progress and cancellation; the figures are final once the list is done.
+with progress and cancellation; the figures are final once the list is done. The figures share
+their inputs where they coincide: each distinct input is scored once, and the image itself not
+at all where the explanation has scored it already.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -86,6 +89,56 @@ def mixing_masks(order: np.ndarray, counts: list[int], size: int) -> list[np.nda
     return masks
 
 
+def aopc_steps(shape: tuple[int, int], params: TrustParams) -> int:
+    """How many regions AOPC removes: as many as asked, or every region of a small image."""
+    regions = math.ceil(shape[0] / params.region) * math.ceil(shape[1] / params.region)
+    return min(params.regions_removed, regions)
+
+
+def removal_masks(heatmap: np.ndarray, params: TrustParams) -> np.ndarray:
+    """Every input the figures score, as flat masks ``(inputs, pixels)`` of the pixels removed.
+
+    In :func:`summarise`'s order: the deletion curve, the insertion curve (the complement of
+    deletion's: it keeps the most highlighted pixels), AOPC in the map's order of regions and in
+    random ones, then the verdict's random tenths.
+    """
+    height, width = heatmap.shape
+    size = height * width
+    rng = np.random.default_rng(params.seed)
+    counts = [int(round(f * size)) for f in np.linspace(0.0, 1.0, params.points + 1)]
+    labels, region_order = region_ranking(heatmap, params.region)
+    steps = aopc_steps(heatmap.shape, params)
+    random_region_orders = [rng.permutation(len(region_order)) for _ in range(params.random_orders)]
+    verdict_count = int(round(VERDICT_FRACTION * size))
+    random_pixels = [rng.permutation(size)[:verdict_count] for _ in range(params.random_orders)]
+
+    deletion = mixing_masks(pixel_ranking(heatmap), counts, size)
+    masks = [*deletion, *(~mask for mask in deletion)]
+    for order in [region_order, *random_region_orders]:
+        masks += [np.isin(labels, order[:k]).ravel() for k in range(steps + 1)]
+    masks += [mixing_masks(pixels, [verdict_count], size)[0] for pixels in random_pixels]
+    return np.stack(masks)
+
+
+def distinct_inputs(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The masks to score, each once, and for every mask the index of its score among them.
+
+    The curves and AOPC meet at the same inputs: deletion's first point, insertion's last and
+    every AOPC order's first step are the image itself (index -1: its score is known before the
+    figures start), deletion's last point is insertion's first. Any other masks that happen to
+    be equal are scored once too. The distinct masks keep the order they are first needed in.
+    """
+    removes = masks.any(axis=1)
+    _, first, inverse = np.unique(np.packbits(masks[removes], axis=1), axis=0, return_index=True,
+                                  return_inverse=True)
+    by_first_use = np.argsort(first, kind="stable")
+    position = np.empty_like(by_first_use)
+    position[by_first_use] = np.arange(len(by_first_use))
+    index = np.full(len(masks), -1)
+    index[removes] = position[inverse.ravel()]
+    return masks[removes][first[by_first_use]], index
+
+
 def trust_figures(
     model: LoadedModel,
     x: torch.Tensor,
@@ -95,56 +148,40 @@ def trust_figures(
     params: TrustParams = TrustParams(),
     cancel: CancelToken | None = None,
     batch_size: int | None = None,
+    score: float | None = None,
 ) -> Iterator[TrustUpdate]:
     """Figures for ``heatmap`` (``(height, width)``, on the model's input grid) of ``x``.
 
     ``removed`` is what a removed pixel becomes, ``(channels, height, width)``: the method's
-    baseline, or a blurred copy of the input.
+    baseline, or a blurred copy of the input. ``score`` is the model's probability of ``x`` where
+    the caller has it already (the explanation scored the same input with the same model); it
+    is scored here otherwise. Each distinct input is scored once (:func:`distinct_inputs`).
     """
     height, width = heatmap.shape
-    size = height * width
-    rng = np.random.default_rng(params.seed)
-    fractions = np.linspace(0.0, 1.0, params.points + 1)
-    counts = [int(round(f * size)) for f in fractions]
-    ranking = pixel_ranking(heatmap)
-    labels, region_order = region_ranking(heatmap, params.region)
-    steps = min(params.regions_removed, len(region_order))
-    random_region_orders = [rng.permutation(len(region_order)) for _ in range(params.random_orders)]
-    verdict_count = int(round(VERDICT_FRACTION * size))
-    random_pixels = [rng.permutation(size)[:verdict_count] for _ in range(params.random_orders)]
-
-    # Each job is a flat mask of pixels taken from ``removed`` (deletion) or kept from the
-    # input (insertion); the list fixes the order in which they are scored.
-    jobs: list[tuple[str, np.ndarray]] = []
-    jobs += [("deletion", m) for m in mixing_masks(ranking, counts, size)]
-    jobs += [("insertion", ~m) for m in mixing_masks(ranking, counts, size)]
-    for order in [region_order, *random_region_orders]:
-        for k in range(steps + 1):
-            jobs.append(("aopc", np.isin(labels, order[:k]).ravel()))
-    for pixels in random_pixels:
-        mask = np.zeros(size, dtype=bool)
-        mask[pixels] = True
-        jobs.append(("random", mask))
-
+    masks = removal_masks(heatmap, params)
+    inputs, index = distinct_inputs(masks)
     device_x = model_device_input(x, model)
     fill = removed.to(model.device, torch.float32)
     scorer = BatchScorer(model, target, cancel, batch_size)
-    score = float(scorer.score(device_x[None])[0])
-    masks = torch.as_tensor(np.stack([m.reshape(height, width) for _, m in jobs]))
+    if score is None:
+        score = float(scorer.score(device_x[None])[0])
+    input_masks = torch.as_tensor(inputs.reshape(-1, height, width))
 
     def make_batch(start: int, stop: int) -> torch.Tensor:
-        chosen = masks[start:stop].to(model.device)[:, None]
+        chosen = input_masks[start:stop].to(model.device)[:, None]
         return torch.where(chosen, fill, device_x)
 
-    scores = np.empty(len(jobs))
-    for start, batch_scores in scorer.run(len(jobs), make_batch):
+    scores = np.empty(len(inputs))
+    for start, batch_scores in scorer.run(len(inputs), make_batch):
         stop = start + len(batch_scores)
         scores[start:stop] = batch_scores
-        if stop < len(jobs):
-            yield TrustUpdate(stop / len(jobs), False, scorer.evaluations)
+        if stop < len(inputs):
+            yield TrustUpdate(stop / len(inputs), False, scorer.evaluations)
     if scorer.cancel.cancelled:
         return
-    yield summarise(scores, score, len(fractions), steps, params.random_orders, scorer.evaluations)
+    job_scores = np.where(index < 0, score, scores[np.maximum(index, 0)])
+    yield summarise(job_scores, score, params.points + 1, aopc_steps(heatmap.shape, params), params.random_orders,
+                    scorer.evaluations)
 
 
 def summarise(scores: np.ndarray, score: float, points: int, steps: int, repeats: int,
