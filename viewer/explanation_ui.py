@@ -150,8 +150,10 @@ class ExplanationUi(QObject):
         self.key_actions = self._make_actions()
         self.load_error: str | None = None
         self.loading = False
+        self.adopted: bool | None = None  # whether the latest load that ended put its model in use
         self._loads = 0  # numbers the loads, so only the latest is adopted
-        self._loader: threading.Thread | None = None
+        self._loaders: list[threading.Thread] = []
+        self._model_text = ""  # what the panel said of the model in use before a load replaced it with LOADING
         self.controller = ExplainController(self)
         self.scoring = ExplainController(self)
         self.segment_outlines = pg.ImageItem()
@@ -206,8 +208,9 @@ class ExplanationUi(QObject):
         """Stop both workers and wait for their threads and the model loader's; safe to repeat."""
         self.controller.shutdown()
         self.scoring.shutdown()
-        if self._loader is not None:
-            self._loader.join()
+        for loader in self._loaders:
+            loader.join()
+        self._loaders.clear()
 
     def _make_actions(self) -> dict[str, QAction]:
         """E explains and Esc cancels, wherever the focus is in the window."""
@@ -226,10 +229,14 @@ class ExplanationUi(QObject):
     def load_in_background(self, path: Path) -> None:
         """Load a model in a thread, so the image stays usable; the panel says so and Explain waits.
 
-        ``model_loaded`` says when it is done; :meth:`wait_until_ready` waits for it.
+        The start-up model and the panel's Open model… both come this way: reading and checking an
+        archive takes seconds that the GUI thread must not spend. ``model_loaded`` says when it is
+        done; :meth:`wait_until_ready` waits for it. The model in use stays until another arrives.
         """
         self._loads += 1
         number, device_name = self._loads, self.device_name
+        if not self.loading:
+            self._model_text = self.panel.model_label.text()
         self.loading = True
         self.panel.set_loading()
 
@@ -242,8 +249,10 @@ class ExplanationUi(QObject):
             finally:  # the GUI hears of every end, so nothing waits for ever
                 self._model_arrived.emit(number, path, result)
 
-        self._loader = threading.Thread(target=load, name="model loader")
-        self._loader.start()
+        self._loaders = [loader for loader in self._loaders if loader.is_alive()]
+        loader = threading.Thread(target=load, name="model loader")
+        self._loaders.append(loader)
+        loader.start()
 
     def wait_until_ready(self) -> None:
         """Process events until a background load has ended (at once when none runs)."""
@@ -254,30 +263,26 @@ class ExplanationUi(QObject):
         if number != self._loads:  # another model was asked for meanwhile
             return
         self.loading = False
-        self.model_loaded.emit(self._adopt(path, result))
+        self.adopted = self._adopt(path, result)
+        self.model_loaded.emit(self.adopted)
 
     def open_model(self, path: Path) -> bool:
-        """Load a model (checked for unsafe content first) and wait for it; on failure keep the current one."""
-        self._loads += 1  # supersedes a background load
-        self.loading = False
-        try:
-            QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-            try:
-                model = load_model(Path(path), pick_device(self.device_name))
-            finally:
-                QApplication.restoreOverrideCursor()
-        except (ModelLoadError, DeviceError) as error:
-            return self._adopt(path, error)
-        return self._adopt(path, model)
+        """Load a model in the background and wait for it; whether it is now in use (else the current one stays)."""
+        self.load_in_background(path)
+        self.wait_until_ready()
+        return bool(self.adopted)
 
     def _adopt(self, path: Path, result: LoadedModel | Exception) -> bool:
         """Put a loaded model in use, or say in one line why it is not (the current one stays)."""
         if isinstance(result, Exception):
-            error = result
+            error = " ".join(str(result).split())  # one line, whatever the loader's message held
             self.load_error = f"Model not loaded: {error}"
             self._say(self.load_error)
             if self.model is None:
                 self.panel.model_label.setText(f"No model: {error}")
+            else:  # the panel says LOADING: back to the model still in use, and Explain with it
+                self.panel.model_label.setText(self._model_text)
+                self.panel.set_running(self.controller.busy)
             return False
         model, device = result, result.device
         self.cancel()
@@ -287,13 +292,14 @@ class ExplanationUi(QObject):
         self._forget_explanation()
         self.check_image()
         self.update_probabilities()
-        self._say(f"Model {model.card.name} ready")
+        self._say(f"Model {model.card.name} ready on {describe(device)}")
         return True
 
     def choose_model(self) -> None:
+        """The panel's Open model… button: the file is chosen here and loaded off the GUI thread."""
         path, _ = QFileDialog.getOpenFileName(self.window, "Open model", "", "torch.export models (*.pt2)")
         if path:
-            self.open_model(Path(path))
+            self.load_in_background(Path(path))
 
     def update_probabilities(self) -> None:
         """Have the image on show scored in the background, so the target list says what the model thinks.

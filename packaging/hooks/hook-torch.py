@@ -1,4 +1,4 @@
-"""What Lightbox's bundle takes from torch: the CPU runtime, not its tests, headers or tools.
+"""What Lightbox's bundle takes from torch: its runtime, not its tests, headers or tools.
 
 Replaces the contributed hook, which also collects torch's test suites, C++ headers, test
 binaries and test libraries: a couple of hundred megabytes that a viewer that runs exported
@@ -40,5 +40,22 @@ binaries = [
 ]
 # torch checks at import that its shared-memory helper exists, the one tool of bin/ it needs.
 binaries.append((str(Path(get_package_paths("torch")[1]) / "bin" / "torch_shm_manager"), "torch/bin"))
+
+# The CUDA build (scripts/build_app --cuda) loads CUDA, cuDNN and cuBLAS from the nvidia-* packages
+# it requires, partly with dlopen, out of the import graph's sight. As the contributed hook does,
+# name those packages as imports so that their own hooks collect the libraries; the CPU build
+# requires none, so this adds nothing to it.
+def _nvidia_packages() -> list[str]:
+    from importlib.metadata import distribution
+
+    from _pyinstaller_hooks_contrib.utils.nvidia_cuda import infer_hiddenimports_from_requirements
+    from packaging.requirements import Requirement
+
+    requirements = [Requirement(line) for line in distribution("torch").requires or []]
+    return infer_hiddenimports_from_requirements(
+        [requirement.name for requirement in requirements if requirement.marker is None or requirement.marker.evaluate()])
+
+
+hiddenimports += _nvidia_packages()
 # Symbolic links from the top-level folder to torch/lib confuse torch's search for its libraries.
 bindepend_symlink_suppression = ["**/torch/lib/*.so*"]

@@ -1,9 +1,9 @@
 """The one-folder app that ``scripts/build_app`` builds, run from its folder as a user would.
 
-Skipped when ``dist/Lightbox/`` has not been built: building takes minutes, so the everyday test
-run leaves it to ``scripts/build_app``, which builds and then runs this file. The app runs from a
-scratch folder, with no Python of ours on its paths and without a network (where ``unshare``
-can take it away), on the demo it carries inside.
+Skipped when ``dist/Lightbox/`` (or the folder ``LIGHTBOX_APP`` names) has not been built:
+building takes minutes, so the everyday test run leaves it to ``scripts/build_app``, which builds
+and then runs this file. The app runs from a scratch folder, with no Python of ours on its paths
+and without a network (where ``unshare`` can take it away), on the demo it carries inside.
 """
 
 from __future__ import annotations
@@ -21,23 +21,15 @@ import pydicom
 import pytest
 from PIL import Image
 
+from tests.packaging.running import OFFLINE, anatomy_pixels, heat_pixels, run_program
+
 ROOT = Path(__file__).resolve().parents[2]
-APP = ROOT / "dist" / "Lightbox" / "Lightbox"
+#: The folder scripts/build_app made; LIGHTBOX_APP names another (the CUDA flavour's dist/cuda/Lightbox).
+APP = Path(os.environ.get("LIGHTBOX_APP", ROOT / "dist" / "Lightbox")).resolve() / "Lightbox"
 #: pydicom's own files in the compressed syntaxes whose decoders are native libraries in the app.
 COMPRESSED = ("JPGExtended.dcm", "JPEG2000.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_RLE.dcm")
 
-
-
-def offline_prefix() -> tuple[str, ...]:
-    """``unshare --net``, which runs a command with no network at all, where this machine allows it."""
-    if shutil.which("unshare") is None:
-        return ()
-    trial = subprocess.run(["unshare", "--net", "true"], capture_output=True)
-    return ("unshare", "--net") if trial.returncode == 0 else ()
-
-
-OFFLINE = offline_prefix()
-pytestmark = pytest.mark.skipif(not APP.exists(), reason="dist/Lightbox not built; run scripts/build_app")
+pytestmark = pytest.mark.skipif(not APP.exists(), reason=f"{APP.parent} not built; run scripts/build_app")
 
 
 def run_app(*args: str, cwd: Path, platform: str = "offscreen", inside: Sequence[str] = OFFLINE,
@@ -47,23 +39,7 @@ def run_app(*args: str, cwd: Path, platform: str = "offscreen", inside: Sequence
     ``inside`` is a command the app runs under: by default one that takes the network away, so
     a start that reaches for it fails here; or an X server's ``xvfb-run``.
     """
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("PYTHON", "VIRTUAL_ENV", "QT_", "LD_"))}
-    env.update(QT_QPA_PLATFORM=platform, HOME=str(cwd))
-    return subprocess.run([*inside, str(APP), *args], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=timeout)
-
-
-def heat_pixels(picture: np.ndarray) -> np.ndarray:
-    """Where the picture is strongly coloured: the heat overlay's colours, not grey anatomy."""
-    channels = picture[..., :3].astype(int)
-    return channels.max(axis=2) - channels.min(axis=2) > 30
-
-
-def anatomy_pixels(picture: np.ndarray) -> np.ndarray:
-    """Where the picture is grey and neither black nor white: the radiograph itself."""
-    channels = picture[..., :3].astype(int)
-    return (channels.max(axis=2) - channels.min(axis=2) < 8) & (channels.mean(axis=2) > 40) & (channels.mean(axis=2) < 235)
+    return run_program(APP, *args, cwd=cwd, platform=platform, inside=inside, timeout=timeout)
 
 
 def test_demo_screenshot_shows_the_radiograph_with_heat_over_it(tmp_path):
