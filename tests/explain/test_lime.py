@@ -243,7 +243,7 @@ def test_kernel_weighs_samples_by_how_much_of_the_image_they_show():
 
 
 @pytest.mark.parametrize("bad", [
-    {"samples": 0}, {"segments": 0}, {"segmentation": "watershed"}, {"fill": "noise"}, {"kernel_width": 0.0},
+    {"samples": -1}, {"segments": 0}, {"segmentation": "watershed"}, {"fill": "noise"}, {"kernel_width": 0.0},
 ])
 def test_parameters_are_checked(bad):
     with pytest.raises(ValueError):
