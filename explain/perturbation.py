@@ -1,12 +1,17 @@
 """Meaningful perturbation (Fong & Vedaldi 2017), streamed as the mask is learned.
 
-Instead of hiding fixed windows, learn the smallest smooth region whose blurring changes the
+Instead of hiding fixed windows, learn the smallest smooth region whose deletion changes the
 model's mind. A low-resolution mask ``m`` (one cell per ``mask_cell`` input pixels, 28 x 28 for
 a 224 input) is upsampled bilinearly to the input, and the perturbed input is
-``m * x + (1 - m) * blur(x)``: where ``m`` is 1 the pixel is kept, where it is 0 it is replaced
-by a Gaussian blur of the image (computed once). A blur rather than a black patch because it
-removes the detail a finding rests on while keeping the broad anatomy, so the model is not
-shown something no radiograph looks like. Two games, as in the paper:
+``m * x + (1 - m) * r``: where ``m`` is 1 the pixel is kept, where it is 0 it shows ``r``, the
+``fill`` (computed once). The paper tried a constant, noise and a blur, and preferred the blur,
+which removes a finding's detail while keeping the broad anatomy. On the demo effusion model a
+black fill (the image's darkest value) measures better, and is the default: on validation
+phantoms (``benchmarks/choose_defaults.py perturbation``, seed 8000, 8 effusions) its hottest
+point lay within 5 pixels of the fluid on 7 of 8 against 4 of 8 with the blur, with twice the
+relevance mass. Pleural fluid is a smooth, bright region whose blur is itself: blurring it away
+leaves it there, while a black patch takes it away, as occlusion's measurements also found.
+``fill blur`` gives the paper's game. Two games, as in the paper:
 
 - ``delete``: find the smallest region whose deletion kills the score; the heat is ``1 - m``;
 - ``preserve``: find the smallest region that alone keeps the score; the heat is ``m``.
@@ -120,7 +125,7 @@ class PerturbationParams:
     jitter: int = 4
     mode: str = "delete"
     seed: int = 0
-    fill: float | str = "blur"
+    fill: float | str = "black"
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
@@ -233,10 +238,10 @@ class MaskLearner:
         return padded[..., top:top + height, left:left + width]
 
     def perturbed(self, keep: torch.Tensor, shift: tuple[int, int] = (0, 0)) -> torch.Tensor:
-        """The input with the unkept part blurred, the image shifted by ``shift`` under the mask.
+        """The input with the unkept part filled, the image shifted by ``shift`` under the mask.
 
-        Written as the blur plus the kept share of the detail that the blur removes, which is
-        ``keep * image + (1 - keep) * blur`` in one multiplication.
+        Written as the fill plus the kept share of the detail that the fill removes, which is
+        ``keep * image + (1 - keep) * fill`` in one multiplication.
         """
         return self.shifted(self.blur, shift) + keep * self.shifted(self.detail, shift)
 
