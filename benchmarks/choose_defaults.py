@@ -54,12 +54,12 @@ GRIDS: dict[str, tuple[tuple[dict[str, Any], ...], ...]] = {
         ({"noise_samples": 0}, {"noise_samples": 8, "noise_level": 0.1}, {"noise_samples": 8, "noise_level": 0.2}),
     ),
     "lime": (
-        tuple({"segments": segments} for segments in (25, 50, 100)),
-        tuple({"samples": samples} for samples in (300, 1000)),
+        tuple({"segments": segments} for segments in (50, 100, 200)),
+        tuple({"fill": fill} for fill in ("mean", "black", "blur")),
     ),
     "perturbation": (
-        tuple({"mode": mode} for mode in ("delete", "preserve")),
-        tuple({"lambda_area": weight} for weight in (2.5, 5.0, 10.0)),
+        tuple({"fill": fill} for fill in ("blur", "black")),
+        tuple({"mask_cell": cell} for cell in (8, 4)),
     ),
     "gradcam": (),
     "gradcampp": (),
