@@ -23,7 +23,7 @@ Adam and a projection back onto [0, 1] after each step::
     lambda_area * mean(h) + lambda_tv * TV(h) - log(p_target(perturbed))       (preserve)
 
 with ``mean(h)`` over the input's pixels and ``TV(h) = mean |row differences|^beta + mean
-|column differences|^beta`` on the mask's own grid. Each step shifts the image (and its blur)
+|column differences|^beta`` on the mask's own grid. Each step shifts the image (and its fill)
 under the mask by a random jitter of up to ``jitter`` pixels, as Fong & Vedaldi do, so that a
 mask cannot exploit one exact alignment of pixels: such a mask would be an adversarial
 pattern, not an explanation.
@@ -67,7 +67,7 @@ channel, ``(channels, height, width)``, with values in [0, 1].
 
 Beside the final map: ``score``, the target probability of the input; ``deleted_score``, its
 probability once the mask's deletion is applied (without jitter; in ``preserve`` mode, with
-everything but the kept region blurred); ``mask_area``, the mean of the heat, the share of the
+everything but the kept region filled); ``mask_area``, the mean of the heat, the share of the
 input deleted (or kept); ``penalty_scale``, the factor on the penalties; ``region_found``, 1 or
 0. A deleted score close to the score says the mask explains little.
 
@@ -107,7 +107,7 @@ REGION_HEAT = 0.5
 
 @dataclass(frozen=True)
 class PerturbationParams:
-    """The optimisation's length, step and weights; the mask's grain; the blur; the game played.
+    """The optimisation's length, step and weights; the mask's grain; the fill; the game played.
 
     ``mask_cell`` is the side of one mask cell in model-input pixels, ``blur_sigma`` and
     ``jitter`` are in model-input pixels too. ``mode`` is ``delete`` or ``preserve``. ``fill``
@@ -152,7 +152,7 @@ class PerturbationParams:
 
 
 def perturbation_baseline(x: torch.Tensor, params: PerturbationParams) -> torch.Tensor:
-    """What a fully deleted pixel shows: by default the input blurred by ``blur_sigma``."""
+    """What a fully deleted pixel shows: its ``fill``: black by default, or the input blurred by ``blur_sigma``."""
     return baseline_image(x, params.fill, blur_sigma=params.blur_sigma)
 
 
@@ -194,7 +194,7 @@ def no_region_note(params: PerturbationParams) -> str:
 
 
 class MaskLearner:
-    """One image, its blur and the heat being learned, with the steps that learn it.
+    """One image, its fill and the heat being learned, with the steps that learn it.
 
     Keeps the model's parameters untouched: gradients are taken with ``torch.autograd.grad``
     with respect to the heat alone, so nothing accumulates in the model's ``.grad``.
@@ -213,8 +213,8 @@ class MaskLearner:
             # Padded by the jitter with edge values, so a shifted view is a crop of these.
             pad = (params.jitter,) * 4
             self.image = F.pad(image[None], pad, mode="replicate")
-            self.blur = F.pad(perturbation_baseline(image, params)[None], pad, mode="replicate")
-            self.detail = self.image - self.blur
+            self.fill = F.pad(perturbation_baseline(image, params)[None], pad, mode="replicate")
+            self.detail = self.image - self.fill
             grid = (-(-height // params.mask_cell), -(-width // params.mask_cell))
             self.heat = torch.zeros(grid, device=model.device, requires_grad=True)
         self.optimiser = torch.optim.Adam([self.heat], lr=params.learning_rate)
@@ -243,7 +243,7 @@ class MaskLearner:
         Written as the fill plus the kept share of the detail that the fill removes, which is
         ``keep * image + (1 - keep) * fill`` in one multiplication.
         """
-        return self.shifted(self.blur, shift) + keep * self.shifted(self.detail, shift)
+        return self.shifted(self.fill, shift) + keep * self.shifted(self.detail, shift)
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """The label probabilities of a one-image batch, counted as one evaluation."""
