@@ -144,10 +144,13 @@ def load_model(path: Path, device: torch.device, card: ModelCard | None = None) 
     except UnsafeArchive as error:
         raise ModelLoadError(f"{path.name}: {error}") from None
     try:
-        # Without the guards: torch would compile the archive's guard text into a function and run
-        # it on every input (explain/model_archive.py). The input's shape is checked all the same,
-        # against the program's ranges.
-        module = program.module(check_guards=False).to(device)
+        # The archive's own guard text is dropped: torch would compile it into a function and run
+        # it on every input (explain/model_archive.py). The guards torch writes itself from the
+        # program's checked ranges stay, so the input's shape is checked all the same; the
+        # range check that ``check_guards=False`` falls back to mistook a dynamic batch for a
+        # fixed one on MONAI's ViT once another batch size had run.
+        program._guards_code = []
+        module = program.module().to(device)
         # A graph that writes its own input in place would change the caller's tensor: such
         # writes become out of place. The others stay, as they reuse memory (explain/in_place.py).
         functionalize(module, inputs_only=True)

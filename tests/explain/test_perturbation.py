@@ -16,7 +16,7 @@ from tests.model_factory import RegionDetector, SmallCnn, card_for, export_model
 CPU = torch.device("cpu")
 BOX = (24, 40, 16, 32)  # top, bottom, left, right: 16 pixels, about the blur's width
 #: A 16 x 16 mask on the 64-pixel input, so the 16-pixel box spans four cells each way.
-FAST = PerturbationParams(iterations=150, mask_cell=4, fill="blur")  # the paper's game; black has its own test
+FAST = PerturbationParams(iterations=150, mask_cell=4)
 
 
 @pytest.fixture(scope="module", params=["softmax", "sigmoid"])

@@ -12,8 +12,7 @@ from explain.perturbation import REGION_HEAT, PerturbationParams, perturbation
 from tests.model_factory import Indifferent, RegionDetector, SmallCnn, card_for, export_model
 
 CPU = torch.device("cpu")
-# The scaling was built on the paper's blur: on a random network a black fill finds no region and says so.
-QUICK = PerturbationParams(iterations=100, fill="blur")
+QUICK = PerturbationParams(iterations=100)
 
 
 @pytest.fixture(scope="module")
