@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from explain.devices import DeviceError, pick_device
-from explain.model_card import ModelCard, ModelCardError
 from explain.model_archive import weights_only_unpickling
+from explain.model_card import ModelCard, ModelCardError
 from explain.model_file import ModelLoadError, load_model
 from tests.model_factory import SmallCnn, card_for, export_model
 
