@@ -8,10 +8,11 @@ The winner is then confirmed on the held-out table with ``quality.py --params``.
 The phantoms are validation ones, seed 8000 by default; the held-out seed (7000) is refused, so
 that the defaults are never fitted to the set that reports them.
 
-Cost per validation effusion, all settings together, on two CPU cores shared with a training run:
-occlusion about a minute (12 settings), LIME 35 s (6), integrated gradients up to 2 minutes (18),
-Grad-CAM under a second; meaningful perturbation 80 s per setting (6), so sweep it on fewer
-effusions (``--effusions 6``) or on a GPU (``--device cuda``). Methods can be swept one at a time.
+Cost per validation effusion, on two CPU cores shared with other work: occlusion about a minute
+for its 12 settings, integrated gradients up to 2 minutes for its 18, Grad-CAM under a second;
+LIME 15 to 40 s per setting (9), meaningful perturbation 2 to 3 minutes per setting (4) at a load
+average of 10, so sweep those on fewer effusions (``--effusions 8``) or on a GPU (``--device
+cuda``). Methods can be swept one at a time.
 
     .venv/bin/python benchmarks/choose_defaults.py METHOD [METHOD ...] [--effusions 20] [--seed 8000]
 """

@@ -12,18 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from quality import aopc_ratio, otsu_iou, relevance_mass  # noqa: E402
 
-
-def lesion() -> np.ndarray:
-    """A 20 x 20 image with a lesion in rows 5-9, columns 5-9 (25 pixels)."""
-    mask = np.zeros((20, 20), dtype=bool)
-    mask[5:10, 5:10] = True
-    return mask
-
-
-def spot(row: int, column: int) -> np.ndarray:
-    heatmap = np.zeros((20, 20), dtype=np.float32)
-    heatmap[row, column] = 1.0
-    return heatmap
+from tests.explain.test_pointing import lesion, spot  # noqa: E402
 
 
 def test_otsu_segments_a_bright_square_exactly() -> None:
