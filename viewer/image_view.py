@@ -420,10 +420,11 @@ class ImageView(pg.GraphicsView):
         font = QFont(self.font())
         font.setPointSizeF(10.5)
         if self._show_text:
-            for corner, lines in self.corner_text().items():
+            letters = self._orientation if self._image is not None else None
+            for corner, lines in fit_corners(self.corner_text(), area.width(), font, letters).items():
                 draw_lines(painter, area, font, lines, corner)
-            if self._orientation is not None and self._image is not None:
-                draw_orientation(painter, area, font, self._orientation)
+            if letters is not None:
+                draw_orientation(painter, area, font, letters)
         if self._message:
             big = QFont(font)
             big.setPointSizeF(13)
@@ -464,6 +465,66 @@ def outlined(
     image = outlined_text(text, font.toString(), colour.rgba(), painter.device().devicePixelRatioF())
     top = baseline - QFontMetricsF(font).ascent() - OUTLINE_PAD
     painter.drawImage(QPointF(x - OUTLINE_PAD, top), image)
+
+
+#: The corners that face each other across the top and the bottom edge, with the edge's name.
+EDGES = (
+    (Qt.Corner.TopLeftCorner, Qt.Corner.TopRightCorner, "top"),
+    (Qt.Corner.BottomLeftCorner, Qt.Corner.BottomRightCorner, "bottom"),
+)
+
+
+def fit_corners(
+    corners: dict[Qt.Corner, list[str]], width: float, font: QFont, letters: Orientation | None
+) -> dict[Qt.Corner, list[str]]:
+    """Cut corner lines short with an ellipsis where facing corners would meet in a narrow view.
+
+    Facing lines share their row: a short line keeps what it needs and leaves the rest to the long
+    one opposite (so the window "W 400 L 40" survives beside "Im 1/1"), and on the row of the
+    edge's orientation letter each side stops short of the letter.
+    """
+    metrics = QFontMetricsF(font)
+    gap = 2 * metrics.averageCharWidth()
+    room = width - 2 * MARGIN - gap
+    fitted = dict(corners)
+    for left_corner, right_corner, edge in EDGES:
+        left, right = corners.get(left_corner, []), corners.get(right_corner, [])
+        rows = max(len(left), len(right))
+        # Rows count from the edge: the top corners stack downwards, the bottom ones upwards.
+        letter_row = 0 if edge == "top" else rows - 1
+        offset_left = 0 if edge == "top" else rows - len(left)
+        offset_right = 0 if edge == "top" else rows - len(right)
+        new_left, new_right = list(left), list(right)
+        for row in range(rows):
+            i, j = row - offset_left, row - offset_right
+            a = left[i] if 0 <= i < len(left) else ""
+            b = right[j] if 0 <= j < len(right) else ""
+            if letters is not None and row == letter_row:
+                letter = metrics.horizontalAdvance(getattr(letters, edge))
+                limit_a = limit_b = (room - letter - gap) / 2
+            else:
+                limit_a, limit_b = share_row(metrics.horizontalAdvance(a), metrics.horizontalAdvance(b), room)
+            if a:
+                new_left[i] = elide(a, metrics, limit_a)
+            if b:
+                new_right[j] = elide(b, metrics, limit_b)
+        fitted[left_corner], fitted[right_corner] = new_left, new_right
+    return fitted
+
+
+def share_row(left: float, right: float, room: float) -> tuple[float, float]:
+    """Widths for two facing lines: both whole if they fit, else the shorter whole up to half."""
+    if left + right <= room:
+        return left, right
+    half = room / 2
+    return room - min(right, half), room - min(left, half)
+
+
+def elide(line: str, metrics: QFontMetricsF, width: float) -> str:
+    """The line, or as much of it as fits ``width`` followed by an ellipsis."""
+    if metrics.horizontalAdvance(line) <= width:
+        return line
+    return metrics.elidedText(line, Qt.TextElideMode.ElideRight, max(width, 0.0))
 
 
 def draw_lines(painter: QPainter, area: QRectF, font: QFont, lines: list[str], corner: Qt.Corner) -> None:

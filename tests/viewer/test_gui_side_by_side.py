@@ -6,13 +6,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QFontMetricsF
 from PySide6.QtWidgets import QApplication
 
+from dicom.bundled import DEMO_STUDY
 from dicom.pixels import Window
 from tests.dicom_factory import write_ct_series, write_radiograph
 from tests.viewer.conftest import coloured_fraction, lung_phantom, on_screen, turn_wheel, view_rgb
+from viewer import image_view
 from viewer.bindings import table
 from viewer.series_browser import SERIES_MIME, series_mime
 from viewer.side_by_side import Compare
@@ -56,6 +58,31 @@ def test_s_shows_a_second_pane_and_is_in_the_help(qtbot, window, tmp_path):
     assert any(keys == "S" and "Side by side" in action for keys, action in table())
     qtbot.keyClick(window.view, "S")
     assert not window.compare.right_pane.isVisible()
+
+
+def test_corner_text_in_a_narrow_pane_keeps_to_its_corner(qtbot, window, monkeypatch):
+    """Each corner's lines stay in their half of a pane, clear of the other corner and the letters."""
+    drawn: dict[int, list[tuple[str, QRectF]]] = {}
+
+    def record(painter, x, baseline, font, text, colour=None):
+        metrics = QFontMetricsF(font)
+        box = QRectF(x, baseline - metrics.ascent(), metrics.horizontalAdvance(text), metrics.height())
+        drawn.setdefault(id(painter.device()), []).append((text, box))
+
+    monkeypatch.setattr(image_view, "outlined", record)
+    window.open_paths([DEMO_STUDY])
+    left, right = side_by_side(qtbot, window)
+    for view in (left, right):
+        drawn.clear()
+        view.viewport().grab()
+        ((texts),) = drawn.values()
+        assert any(text.endswith("…") for text, _ in texts), "the study's long lines are cut short"
+        assert any(text == "R" for text, _ in texts), "the orientation letters are drawn"
+        assert any(text.startswith("W ") and "…" not in text for text, _ in texts), "the window is read whole"
+        for i, (text, box) in enumerate(texts):
+            assert QRectF(view.viewport().rect()).contains(box), f"{text!r} is inside the pane"
+            for other, other_box in texts[i + 1:]:
+                assert not box.intersects(other_box), f"{text!r} runs into {other!r}"
 
 
 def test_zoom_pan_and_window_in_one_pane_change_the_other(qtbot, window, tmp_path):
