@@ -20,8 +20,9 @@ Targets (issue 14), at 5 px: hit rate >= 0.9 for occlusion, meaningful perturbat
 >= 0.75 for integrated gradients, LIME and Grad-CAM++; relevance mass >= 5 x the lesion's share;
 AOPC >= 3 x its random order. Each table marks them met (✓) or not (✗).
 
-Models: each file given with ``--models`` (by default the current demo model and the previous
-one, kept in ``benchmarks/models/``), then the first of them with its top layers randomized
+Models: each file given with ``--models`` (by default the current demo model, its twin trained
+the same way without the fluid masks, and the previous demo model, both kept in
+``benchmarks/models/``), then the first of them with its top layers randomized
 (Adebayo et al. 2018), which must fail every target: a map that still points at the lesion then
 shows the image, not the model.
 
@@ -74,6 +75,8 @@ from explain.sanity import randomized_copy  # noqa: E402
 from explain.trust import trust_figures  # noqa: E402
 
 HELD_OUT_SEED = 7000
+#: The demo model's twin: the same recipe and seed with the fluid masks left out of training.
+TWIN_MODEL = ROOT / "benchmarks" / "models" / "effusion_demo_no_masks.pt2"
 PREVIOUS_MODEL = ROOT / "benchmarks" / "models" / "effusion_demo_v1.pt2"
 #: Pointing-game tolerances in image pixels: inside the lesion, the targets' 5, Zhang et al.'s 15.
 TOLERANCES = (0, 5, 15)
@@ -308,9 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--effusions", type=int, default=40, help="phantoms with an effusion to explain (default 40)")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED,
                         help=f"phantom set (default {HELD_OUT_SEED}, the held-out one)")
-    parser.add_argument("--models", type=Path, nargs="+", default=[DEMO_MODEL, PREVIOUS_MODEL],
-                        help="model files, each with its .json card (default: the current and the previous demo "
-                             "model); the first is also measured with its top layers randomized")
+    parser.add_argument("--models", type=Path, nargs="+", default=[DEMO_MODEL, TWIN_MODEL, PREVIOUS_MODEL],
+                        help="model files, each with its .json card (default: the current demo model, its twin "
+                             "trained without the fluid masks, and the previous demo model); the first is also "
+                             "measured with its top layers randomized")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--params", nargs="+", type=parse_override, default=[], metavar="METHOD:KEY=VALUE",
                         help="a method's parameter, as main.py explain parses it (black: the darkest input); "

@@ -58,9 +58,10 @@ class IntegratedGradientsParams:
 
     ``steps`` nodes of ``rule`` give the fixed rule, Captum's; ``steps`` of 0 refines Simpson's
     rule on a doubling grid until the completeness gap is at most ``tolerance`` of the score explained
-    less the baseline's (``rule`` then does not apply). A black image as the path's start is the
-    best of a sweep on validation phantoms (see the README): it puts three times more of the map
-    on the fluid than the mean's grey does.
+    less the baseline's (``rule`` then does not apply). The image blurred as the path's start is
+    the best of a sweep on validation phantoms (see the README): blurring takes the fluid's edge
+    away and keeps the film, so the path walks only through what makes the finding, where a black
+    start also credits all the anatomy it brings back.
 
     ``noise_samples`` noisy copies of the input are averaged (0: plain integrated gradients). The
     noise's standard deviation is ``noise_level`` times the input's range (maximum minus minimum),
@@ -71,7 +72,7 @@ class IntegratedGradientsParams:
     steps: int = 16
     rule: str = "gausslegendre"
     tolerance: float = 0.01
-    baseline: float | str = "black"
+    baseline: float | str = "blur"
     noise_samples: int = 0
     noise_level: float = 0.15
     seed: int = 0

@@ -36,13 +36,14 @@ class OcclusionParams:
     """Window and stride in model-input pixels; the baseline a value, ``mean``, ``black`` or ``blur``.
 
     The defaults are the best of a sweep on validation phantoms (``benchmarks/choose_defaults.py``,
-    see the README): a small window finds a small lesion, and a black patch hides fluid that the
-    grey of the mean would barely change. ``drill_down`` is the share of the finer window positions that is scored, hottest first;
-    one (the default) scores them all and gives the exact map.
+    see the README): a small window finds a thin lesion, and a black patch hides fluid that the
+    grey of the mean would barely change. ``drill_down`` is the share of the finer window
+    positions that is scored, hottest first; one (the default) scores them all and gives the
+    exact map.
     """
 
-    window: int = 8
-    stride: int = 4
+    window: int = 4
+    stride: int = 2
     baseline: float | str = "black"
     drill_down: float = 1.0
 

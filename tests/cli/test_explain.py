@@ -107,7 +107,8 @@ def test_png_overlay(case, tmp_path):
     picture = imread(out)
     assert picture.shape == (120, 200, 3)
     red_minus_blue = picture[..., 0].astype(int) - picture[..., 2].astype(int)
-    assert red_minus_blue[10:24, 100:150].mean() > red_minus_blue[80:, :].mean() + 20, "heat is drawn over the box"
+    # The box, rows 8-24 and columns 30-50 of the 48 x 64 input, is rows 20-60, columns 94-156 here.
+    assert red_minus_blue[24:56, 100:150].mean() > red_minus_blue[80:, :].mean() + 20, "heat is drawn over the box"
 
 
 @pytest.mark.parametrize("args, message", [

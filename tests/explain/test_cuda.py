@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from explain.engine import model_device_input
-from explain.grad_cam import METHOD as GRAD_CAM, PLUS_PLUS as GRAD_CAM_PP, GradCamParams
+from explain.grad_cam import METHOD as GRAD_CAM
+from explain.grad_cam import PLUS_PLUS as GRAD_CAM_PP
+from explain.grad_cam import GradCamParams
 from explain.integrated_gradients import IntegratedGradientsParams, integrated_gradients
 from explain.model_file import load_model
 from explain.occlusion import OcclusionParams, occlusion
