@@ -375,15 +375,16 @@ def votes_outside(votes: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """How much of each effusion film's winning vote lies off its fluid, averaged over those films.
 
     The votes are made a distribution over the map by a softmax, a smooth stand-in for the max
-    that decides the score; the fluid is taken at the map's resolution, grown by one cell either
-    way (a unit whose field of view holds part of the fluid is on it). Clear films add nothing.
+    that decides the score; the fluid is taken at the map's resolution, a cell holding any of it
+    counting as fluid. Growing it by a cell more let the winning vote sit beside the fluid (on the
+    demo film, Grad-CAM's hottest point 29 pixels off it). Clear films add nothing.
     """
-    near = F.adaptive_max_pool2d(masks, votes.shape[-2:]).flatten(1)
-    with_fluid = near.amax(dim=1) > 0
+    fluid = F.adaptive_max_pool2d(masks, votes.shape[-2:]).flatten(1)
+    with_fluid = fluid.amax(dim=1) > 0
     if not with_fluid.any():
         return votes.new_zeros(())
     weights = torch.softmax(votes.flatten(1), dim=1)
-    return (weights * (1 - near)).sum(dim=1)[with_fluid].mean()
+    return (weights * (1 - fluid)).sum(dim=1)[with_fluid].mean()
 
 
 # --------------------------------------------------------------------------------------------

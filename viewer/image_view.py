@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from itertools import zip_longest
 
 import numpy as np
 import pyqtgraph as pg
@@ -488,27 +489,22 @@ def fit_corners(
     room = width - 2 * MARGIN - gap
     fitted = dict(corners)
     for left_corner, right_corner, edge in EDGES:
-        left, right = corners.get(left_corner, []), corners.get(right_corner, [])
-        rows = max(len(left), len(right))
-        # Rows count from the edge: the top corners stack downwards, the bottom ones upwards.
-        letter_row = 0 if edge == "top" else rows - 1
-        offset_left = 0 if edge == "top" else rows - len(left)
-        offset_right = 0 if edge == "top" else rows - len(right)
-        new_left, new_right = list(left), list(right)
-        for row in range(rows):
-            i, j = row - offset_left, row - offset_right
-            a = left[i] if 0 <= i < len(left) else ""
-            b = right[j] if 0 <= j < len(right) else ""
-            if letters is not None and row == letter_row:
+        # Rows count from the edge, where the letter is: the bottom corners stack upwards.
+        step = 1 if edge == "top" else -1
+        left, right = corners.get(left_corner, [])[::step], corners.get(right_corner, [])[::step]
+        new_left, new_right = [], []
+        for row, (a, b) in enumerate(zip_longest(left, right)):
+            if letters is not None and row == 0:
                 letter = metrics.horizontalAdvance(getattr(letters, edge))
                 limit_a = limit_b = (room - letter - gap) / 2
             else:
-                limit_a, limit_b = share_row(metrics.horizontalAdvance(a), metrics.horizontalAdvance(b), room)
-            if a:
-                new_left[i] = elide(a, metrics, limit_a)
-            if b:
-                new_right[j] = elide(b, metrics, limit_b)
-        fitted[left_corner], fitted[right_corner] = new_left, new_right
+                limit_a, limit_b = share_row(metrics.horizontalAdvance(a or ""), metrics.horizontalAdvance(b or ""),
+                                             room)
+            if a is not None:
+                new_left.append(elide(a, metrics, limit_a))
+            if b is not None:
+                new_right.append(elide(b, metrics, limit_b))
+        fitted[left_corner], fitted[right_corner] = new_left[::step], new_right[::step]
     return fitted
 
 
