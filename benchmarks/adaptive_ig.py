@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/adaptive_ig.py [--models demo densenet] [--repeats 3] [--tolerance 0.01]
 
 Captum's default is ``IntegratedGradients`` with 50 Gauss-Legendre steps; both start from the
-same baseline (Lightbox's default, black) so that their gaps measure the same integral. Runs
-alternate between the two and each time is the median. A ratio below 1 favours Lightbox.
+same baseline (Lightbox's default) so that their gaps measure the same integral. The adaptive rule
+runs at the given tolerance and at Captum's own gap on the input. Runs alternate and each time is
+the median. A ratio below 1 favours Lightbox.
 """
 
 from __future__ import annotations
@@ -32,31 +33,41 @@ def relative_gap(attribution: np.ndarray, score: float, baseline_score: float) -
 
 
 def compare(name: str, model: LoadedModel, repeats: int, tolerance: float) -> None:
-    """Times both, alternated, and prints the time and gap ratios, adaptive over Captum."""
+    """Times Captum's default and the adaptive rule, alternated, and prints time and gap ratios.
+
+    The adaptive rule runs twice: at ``tolerance``, and at Captum's own gap on this input (the
+    same answer, measured by completeness), which a first Captum run measures.
+    """
     from captum.attr import IntegratedGradients
 
     x = demo_input(model.card)
-    params = IntegratedGradientsParams(steps=0, tolerance=tolerance)
-    baseline = path_start(x, params)
+    baseline = path_start(x, IntegratedGradientsParams())
     probabilities, batch = as_users_load_it(model, x)
     captum = IntegratedGradients(probabilities)
-    runs = {
-        "adaptive": lambda: final(integrated_gradients(model, x, TARGET, params)),
-        "captum": lambda: captum.attribute(x[None], baselines=baseline[None], target=TARGET, n_steps=50,
-                                           method="gausslegendre", internal_batch_size=batch),
-    }
-    times, results = alternate(runs, repeats)
-    ours = results["adaptive"]
     with torch.no_grad():
         ends = probabilities(torch.stack([x, baseline]))[:, TARGET].double()
-    captum_gap = relative_gap(results["captum"][0].detach().numpy(), float(ends[0]), float(ends[1]))
-    our_gap = ours.figures["relative_completeness_gap"]
-    print(f"\n[{name}] adaptive integrated gradients (tolerance {tolerance:.1%}) against Captum's 50 Gauss-Legendre steps")
-    print(f"  adaptive  {times['adaptive']:7.2f} s  gap {our_gap:.3%}  nodes {ours.figures['steps_used']:.0f}"
-          f"{'  (cap reached)' if ours.figures['cap_reached'] else ''}")
-    print(f"  captum    {times['captum']:7.2f} s  gap {captum_gap:.3%}  nodes 50 (batch {batch})")
-    print(f"  time ratio {times['adaptive'] / times['captum']:.2f} (target <= 0.5), "
-          f"gap ratio {our_gap / captum_gap:.2f} (target <= 1), {repeats} alternated repeats")
+
+    def run_captum() -> torch.Tensor:
+        return captum.attribute(x[None], baselines=baseline[None], target=TARGET, n_steps=50,
+                                method="gausslegendre", internal_batch_size=batch)
+
+    captum_gap = relative_gap(run_captum()[0].detach().numpy(), float(ends[0]), float(ends[1]))
+    tolerances = {"adaptive": tolerance, "as Captum": captum_gap}
+    def adaptive(tol: float) -> object:
+        return final(integrated_gradients(model, x, TARGET, IntegratedGradientsParams(steps=0, tolerance=tol)))
+
+    runs = {"captum": run_captum, **{label: lambda tol=tol: adaptive(tol) for label, tol in tolerances.items()}}
+    times, results = alternate(runs, repeats)
+    print(f"\n[{name}] adaptive integrated gradients against Captum's 50 Gauss-Legendre steps, from the default "
+          f"baseline ({IntegratedGradientsParams().baseline}), {repeats} alternated repeats")
+    print(f"  captum             {times['captum']:7.2f} s  gap {captum_gap:.3%}  nodes 50 (batch {batch})")
+    for label, tol in tolerances.items():
+        ours = results[label]
+        gap = ours.figures["relative_completeness_gap"]
+        capped = "  (cap reached)" if ours.figures["cap_reached"] else ""
+        print(f"  tolerance {tol:6.3%}  {times[label]:7.2f} s  gap {gap:.3%}  nodes {ours.figures['steps_used']:.0f}"
+              f"{capped}  time ratio {times[label] / times['captum']:.2f} (target <= 0.5), "
+              f"gap ratio {gap / captum_gap:.2f} (target <= 1)")
 
 
 def main() -> None:

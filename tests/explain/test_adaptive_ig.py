@@ -1,4 +1,4 @@
-"""Adaptive integrated gradients meets its tolerance on nested nodes, each evaluated once."""
+"""Adaptive integrated gradients meets its tolerance, splitting where the gap arises, each node evaluated once."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import torch
 
 from explain.engine import CancelToken
 from explain.integrated_gradients import (
+    FIRST_NODES,
     MAX_ADAPTIVE_NODES,
     IntegratedGradientsParams,
     PathWalk,
+    RefinedPath,
     integrated_gradients,
-    level_nodes,
 )
 from explain.model_file import load_model
 from tests.model_factory import RegionDetector, SmallCnn, TinyDenseNet, card_for, export_model
@@ -56,12 +57,31 @@ def test_no_node_is_evaluated_twice(monkeypatch, cnn, image):
     updates = list(integrated_gradients(cnn, image, 1, IntegratedGradientsParams(steps=0, tolerance=0.002),
                                         batch_size=3))
     used = int(updates[-1].figures["steps_used"])
-    level = int(np.log2(used - 1))
-    nested = np.concatenate([level_nodes(k) for k in range(level + 1)])
-    assert len(seen) == len(set(seen)) == used
-    np.testing.assert_allclose(sorted(seen), np.linspace(0, 1, used), atol=1e-7)
-    np.testing.assert_allclose(sorted(seen), sorted(nested), atol=1e-7)
+    assert len(seen) == len(set(seen)) == used > len(FIRST_NODES)
+    finest = 2.0 ** np.ceil(-np.log2(np.diff(sorted(seen)).min()))
+    np.testing.assert_array_equal(np.array(seen) * finest, np.round(np.array(seen) * finest)), "each a midpoint"
     assert updates[-1].evaluations == 2 + used, "the ends' scores, then one gradient per node"
+
+
+def test_nodes_go_where_the_slope_jumps():
+    """A score whose slope jumps at 0.3 along the path: the splits close in on the jump."""
+    direction = torch.ones(1, 2, 2)
+    slope = lambda alpha: 1.0 if alpha < 0.3 else 3.0  # noqa: E731
+    rise = lambda alpha: min(alpha, 0.3) + 3 * max(alpha - 0.3, 0.0)  # noqa: E731
+
+    def node(alpha: float) -> tuple[float, torch.Tensor]:
+        return rise(alpha), torch.full((1, 2, 2), slope(alpha) / 4)
+
+    path = RefinedPath(direction, np.array(FIRST_NODES), *map(list, zip(*(node(a) for a in FIRST_NODES))))
+    path.scores = np.array(path.scores)
+    for _ in range(6):
+        splits = path.to_split(room=100)
+        assert len(splits) == 1 and abs(splits[0] - 0.3) < abs(path.alphas - 0.3).max()
+        scores, gradients = zip(*(node(a) for a in splits))
+        path.add(splits, np.array(scores), list(gradients))
+    gap = float(path.attribution().sum()) - rise(1.0)
+    assert abs(gap) < 0.01 * rise(1.0) < abs(np.diff(FIRST_NODES).max() * 2 * 0.3)
+    assert np.allclose(path.local_gaps()[np.abs(path.alphas[:-1] - 0.3) > 0.05], 0.0)
 
 
 def test_noise_refines_each_copy_and_takes_the_baseline_once(monkeypatch, cnn, image):
@@ -78,9 +98,8 @@ def test_a_linear_score_converges_on_the_first_rule(tmp_path):
     model = replace(load_model(export_model(RegionDetector(box), card_for(40, 56), tmp_path), CPU), score="log-odds")
     x = torch.rand(1, 40, 56, generator=torch.Generator().manual_seed(2))
     updates = list(integrated_gradients(model, x, 1, IntegratedGradientsParams(steps=0, baseline=0.0)))
-    assert len(updates) == 1 and updates[0].final
-    assert updates[0].figures["steps_used"] == 2 and updates[0].evaluations == 2 + 2
-    assert relative_gap(updates[0]) < 1e-5
+    assert updates[-1].final and relative_gap(updates[-1]) < 1e-5
+    assert updates[-1].figures["steps_used"] <= 2 * len(FIRST_NODES), "one confirming refinement at most"
 
 
 def test_the_cap_is_reported(cnn, image):
@@ -98,14 +117,14 @@ def test_cancel_stops_after_the_refinement_under_way(cnn, image):
         seen.append(update)
         cancel.cancel()
     assert len(seen) == 1 and not seen[0].final
-    assert seen[0].evaluations == 2 + 2, "the first rule, then nothing more"
+    assert seen[0].evaluations == 2 + len(FIRST_NODES), "the first rule, then nothing more"
 
 
 def test_refinements_stream_in_order(cnn, image):
     updates = list(integrated_gradients(cnn, image, 1, IntegratedGradientsParams(steps=0, tolerance=0.002)))
     steps = [u.figures["steps_used"] for u in updates]
-    assert len(updates) > 2
-    assert steps == [2 ** k + 1 for k in range(len(updates))], "one update per refinement, each doubling the grid"
+    assert len(updates) > 2 and steps[0] == len(FIRST_NODES)
+    assert all(later > earlier for earlier, later in zip(steps, steps[1:])), "one update per refinement"
     progress = [u.progress for u in updates]
     assert progress == sorted(progress) and progress[-1] == 1.0
     assert [u.final for u in updates] == [False] * (len(updates) - 1) + [True]
