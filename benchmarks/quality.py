@@ -292,10 +292,13 @@ def json_ready(value: Any) -> Any:
 
 # --- The benchmark ---
 
-def models_to_measure(paths: Sequence[Path], device: torch.device) -> list[tuple[str, LoadedModel]]:
-    """Each model file, labelled by its file name, then the first one with its top layers randomized."""
+def models_to_measure(paths: Sequence[Path], device: torch.device,
+                      randomized: str = "also") -> list[tuple[str, LoadedModel]]:
+    """Each model file, labelled by its file name, then the first one with its top layers randomized;
+    ``randomized`` "no" leaves that one out, "only" measures it alone."""
     loaded = [(path.name, load_model(path, device)) for path in paths]
-    return [*loaded, (f"{loaded[0][0]}, top layers randomized", randomized_copy(loaded[0][1]))]
+    control = [(f"{loaded[0][0]}, top layers randomized", randomized_copy(loaded[0][1]))]
+    return {"also": [*loaded, *control], "no": loaded, "only": control}[randomized]
 
 
 def overrides_by_method(overrides: Sequence[tuple[str, str, Any]]) -> dict[str, dict[str, Any]]:
@@ -315,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model files, each with its .json card (default: the current demo model, its twin "
                              "trained without the fluid masks, and the previous demo model); the first is also "
                              "measured with its top layers randomized")
+    parser.add_argument("--randomized", choices=("also", "no", "only"), default="also",
+                        help="the first model with its top layers randomized: after the others (default), "
+                             "not at all, or alone")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--params", nargs="+", type=parse_override, default=[], metavar="METHOD:KEY=VALUE",
                         help="a method's parameter, as main.py explain parses it (black: the darkest input); "
@@ -328,7 +334,7 @@ def main() -> None:
     parser = build_parser()
     args = parser.parse_args()
     overrides = overrides_by_method(args.params)
-    models = models_to_measure(args.models, pick_device(args.device))
+    models = models_to_measure(args.models, pick_device(args.device), args.randomized)
     report: dict[str, Any] = {"seed": args.seed, "effusions": args.effusions, "models": []}
     with tempfile.TemporaryDirectory() as scratch:
         phantoms = make_phantoms(Path(scratch), args.seed, args.effusions)

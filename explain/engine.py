@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -90,12 +91,18 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
+#: The size each model's last tuned run settled on, kept while the model is: a later run on the same
+#: model (the trust figures after its map) can start there instead of growing from one again.
+_SETTLED_SIZES: weakref.WeakKeyDictionary[torch.nn.Module, int] = weakref.WeakKeyDictionary()
+
+
 class BatchScorer:
     """Scores perturbed inputs in batches on the model's device, tuning the batch size as it goes.
 
-    The batch size starts at one, so the first partial map comes after a single forward pass,
-    and doubles until a size is clearly slower per input than the fastest so far (by a tenth,
-    seen twice); it then settles on the fastest. It grows only while enough work remains to
+    The batch size starts at one, so the first partial map comes after a single forward pass
+    (or, with ``resume``, at the size the model's last tuned run settled on), and doubles
+    until a size is clearly slower per input than the fastest so far (by a tenth, seen twice);
+    it then settles on the fastest. It grows only while enough work remains to
     repay a new size's set-up (:data:`TRIAL_PAYBACK`). Stopping only on a clear loss matters: a
     large CNN on a CPU gains little from each doubling, so a rule that waited for gains would
     stop at one or two, where Python's overhead per layer dominates, and too large a batch is
@@ -113,7 +120,7 @@ class BatchScorer:
 
     def __init__(
         self, model: LoadedModel, target: int, cancel: CancelToken | None = None, batch_size: int | None = None,
-        clock: Callable[[], float] = time.perf_counter,
+        clock: Callable[[], float] = time.perf_counter, resume: bool = False,
     ) -> None:
         self.model = model
         self.clock = clock
@@ -130,6 +137,10 @@ class BatchScorer:
         self.growing = self.tuning
         self.settled, self.since_settled, self.upward, self.revisit = self.size, 0, True, REVISIT
         self.rates: dict[int, deque[float]] = {}
+        remembered = _SETTLED_SIZES.get(model.module) if resume and self.tuning else None
+        if remembered:
+            # Settled from the first batch; the revisits still try its neighbours as they would.
+            self._settle(min(remembered, self.max_batch))
 
     def target_scores(self, batch: Any, forward: Callable[[Any], torch.Tensor] | None = None) -> np.ndarray:
         """The target's score of each input (its probability, or its log-odds as the model's ``score``
@@ -217,6 +228,7 @@ class BatchScorer:
 
     def _settle(self, size: int) -> None:
         self.growing, self.size, self.settled, self.since_settled = False, size, size, 0
+        _SETTLED_SIZES[self.model.module] = size
 
     def pays_back(self, size: int, remaining: int) -> bool:
         """Whether enough work remains for batches of ``size`` to repay its set-up."""

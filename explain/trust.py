@@ -162,7 +162,8 @@ def trust_figures(
     inputs, index = distinct_inputs(masks)
     device_x = model_device_input(x, model)
     fill = removed.to(model.device, torch.float32)
-    scorer = BatchScorer(model, target, cancel, batch_size)
+    # The map's own run has just found this model's best batch: no first partial map to hurry here.
+    scorer = BatchScorer(model, target, cancel, batch_size, resume=True)
     if score is None:
         score = float(scorer.score(device_x[None])[0])
     input_masks = torch.as_tensor(inputs.reshape(-1, height, width))

@@ -87,3 +87,27 @@ def test_noisy_timings_with_a_spike_settle_near_the_fastest_size():
     # Sizes 4 to 16 differ by less than the noise; the later batches cost within a tenth of the best.
     cost = sum(size * PER_INPUT[size] for size in later) / sum(later)
     assert min(later) >= 2 and cost < 1.1 * min(PER_INPUT.values())
+
+
+def test_a_resumed_scorer_starts_at_the_size_the_last_run_on_the_model_settled_on():
+    now = [0.0]
+    model = LoadedModel(card_for(4, 4), torch.nn.Identity(), torch.device("cpu"), batched=True)
+
+    def sizes_of(scorer: BatchScorer, count: int) -> list[int]:
+        sizes: list[int] = []
+
+        def evaluate(batch: range) -> list[int]:
+            now[0] += len(batch) * PER_INPUT[scorer.size]
+            sizes.append(len(batch))
+            return list(batch)
+        for _ in scorer.run(count, lambda a, b: range(a, b), evaluate):
+            pass
+        return sizes
+
+    assert sizes_of(BatchScorer(model, 1, clock=lambda: now[0]), 400)[:7] == [1, 2, 4, 8, 16, 32, 32]
+    resumed = sizes_of(BatchScorer(model, 1, clock=lambda: now[0], resume=True), 130)
+    assert resumed[0] == 16 and settled_on(resumed) == 16
+    assert sizes_of(BatchScorer(model, 1, clock=lambda: now[0]), 20)[:3] == [1, 2, 4], "only on request"
+    other = LoadedModel(card_for(4, 4), torch.nn.Identity(), torch.device("cpu"), batched=True)
+    assert sizes_of(BatchScorer(other, 1, clock=lambda: now[0], resume=True), 20)[0] == 1, "another model grows"
+    assert sizes_of(BatchScorer(model, 1, batch_size=4, clock=lambda: now[0], resume=True), 20)[0] == 4
