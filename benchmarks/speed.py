@@ -129,7 +129,8 @@ def lightbox_process(model: Path, out: Path, trust: bool = True) -> tuple[float,
     """``main.py explain`` as a user runs it, by default with its trust figures; the wall time, and
     the seconds from the model being loaded to the first partial map and to the last line."""
     command = [sys.executable, str(ROOT / "main.py"), "explain", str(DEMO_STUDY), "--model", str(model),
-               "--method", "occlusion", "--window", str(WINDOW), "--stride", str(STRIDE), "--json", "--out", str(out),
+               "--method", "occlusion", "--window", str(WINDOW), "--stride", str(STRIDE), "--baseline", "0",
+               "--json", "--out", str(out),
                *([] if trust else ["--no-trust"])]
     seconds, done = timed(lambda: subprocess.run(command, check=True, capture_output=True, text=True))
     lines = [json.loads(line) for line in done.stdout.splitlines()]

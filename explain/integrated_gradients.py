@@ -7,9 +7,9 @@ are options. The final result equals ``captum.attr.IntegratedGradients`` with th
 steps and baseline.
 
 With ``steps`` of 0 the rule is adaptive: the trapezoid rule on both ends and the middle, its
-intervals split where the gap arises (the scores at the nodes tell), until the intervals' local
-gaps together are below ``tolerance`` of ``f(input) - f(baseline)`` or :data:`MAX_ADAPTIVE_NODES`
-are spent.
+intervals split where the gap arises (the scores at the nodes tell), until the completeness gap
+has been below ``tolerance`` of ``f(input) - f(baseline)`` on two refinements in a row or
+:data:`MAX_ADAPTIVE_NODES` are spent. The gradients are kept per node, at the input's size.
 Each refinement streams as an update, exactly the rule on the nodes so far.
 
 The nodes are evaluated in an interleaved order that covers the whole path early (both ends,
