@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cli import interrupt
 from explain.heap import keep_freed_memory
 
 
@@ -53,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     keep_freed_memory()
     if argv and argv[0] in COMMANDS:
+        interrupt.install()
         module = importlib.import_module(COMMANDS[argv[0]])
         try:
             return getattr(module, f"{argv[0]}_command")(argv[1:])

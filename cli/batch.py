@@ -39,6 +39,7 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
+from cli import interrupt
 from cli.explain_outputs import (
     FORMATS,
     OutputError,
@@ -318,6 +319,8 @@ def image_row(job: Job, claim: Callable[[], tuple[Job, dict | None]], folder: Pa
     except WriteError:
         raise
     except Exception as error:  # one bad image must not end the batch; it is reported at the end
+        if interrupt.requested():
+            raise KeyboardInterrupt from error  # Ctrl-C, come out of a library as another error
         return {**job.source(), "status": "failed", "error": one_line(error)}
 
 

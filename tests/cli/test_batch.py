@@ -238,3 +238,35 @@ def test_ctrl_c_stops_a_run_in_one_line_and_the_next_run_resumes(study, tmp_path
     assert again.returncode == 0, again.stderr
     rows = [json.loads(line) for line in again.stdout.splitlines()]
     assert len(rows) == 12 and any(row["status"] == "skipped" for row in rows), "what was done is kept"
+
+
+def test_ctrl_c_that_a_library_turns_into_another_error_still_stops_the_run(study, tmp_path, monkeypatch, capsys):
+    """Ctrl-C landing inside a library came out as a TypeError (numpy) or a bad file descriptor,
+    was counted as one image's failure, and the run went on as if nothing had been asked."""
+    import os
+    import signal
+    import time
+
+    import cli.batch
+    import main
+
+    model, inputs, _good, _broken = study
+    explained = []
+
+    def interrupted_inside_a_library(*args, **kwargs):
+        explained.append(args[0])
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler runs here, long before this ends
+        except KeyboardInterrupt:
+            raise TypeError("Cannot compare structured arrays unless they have a common dtype") from None
+        raise AssertionError("the interrupt never came")
+
+    monkeypatch.setattr(cli.batch, "explain_job", interrupted_inside_a_library)
+    previous = signal.getsignal(signal.SIGINT)  # main.py installs its own handler
+    try:
+        status = main.main(["explain", str(inputs), "--model", str(model), *OCCLUSION, "--out", str(tmp_path / "maps")])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert status == main.INTERRUPTED and len(explained) == 1, "the first interrupted image ends the run"
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("explain: interrupted")
