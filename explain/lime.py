@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from scipy.special import ndtr
 from skimage import segmentation
 
 from explain.baselines import baseline_image, parse_baseline
@@ -351,8 +352,8 @@ def round_ends(count: int, cap: int = MAX_ADAPTIVE_SAMPLES) -> list[int]:
 
     The first round is :data:`FIRST_ROUND_PER_SUPERPIXEL` samples a superpixel (at least one
     more than the superpixels, so the first fit is pinned down). Growing geometrically keeps
-    the number of refits small, and each round adds enough new samples that its fit is not
-    merely the last one again: rounds that added a few percent would agree by construction.
+    the number of refits (each with its covariance) small, and a run overshoots the samples it
+    needed by at most a quarter.
     """
     ends = [min(max(FIRST_ROUND_PER_SUPERPIXEL * count, count + 1), cap)]
     while ends[-1] < cap:
@@ -380,8 +381,6 @@ def top_confidence(surrogate: Surrogate, count: int = TOP_SETTLED) -> float:
     difference = values[inside][:, None] - values[outside][None, :]
     spread = np.sqrt(np.maximum(variance[inside][:, None] + variance[outside][None, :]
                                 - 2 * covariance[np.ix_(inside, outside)], 0.0))
-    from scipy.special import ndtr  # here, not at the top, as the other scipy imports of this package
-
     with np.errstate(divide="ignore", invalid="ignore"):
         swapped = np.where(spread > 0, ndtr(-difference / spread), (difference <= 0).astype(float))
     return float(max(1.0 - swapped.sum(), 0.0))
