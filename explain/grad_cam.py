@@ -323,7 +323,9 @@ def zero_baseline(x: torch.Tensor, params: GradCamParams) -> torch.Tensor:
     return baseline_image(x, 0.0, blur_sigma=1.0)
 
 
+#: The one parameter both methods take.
+LAYER_HINT = {"layer": "The model's layer whose feature maps are weighed (empty: the last before pooling)"}
 METHOD = Method("gradcam", "Grad-CAM", GradCamParams, partial(class_activation_map, weigh=grad_cam_weights),
-                baseline=zero_baseline, units=UNITS, fixed_score="log-odds")
+                baseline=zero_baseline, units=UNITS, fixed_score="log-odds", hints=LAYER_HINT)
 PLUS_PLUS = Method("gradcampp", "Grad-CAM++", GradCamParams, partial(class_activation_map, weigh=grad_cam_pp_weights),
-                   baseline=zero_baseline, units=UNITS, fixed_score="log-odds")
+                   baseline=zero_baseline, units=UNITS, fixed_score="log-odds", hints=LAYER_HINT)

@@ -508,4 +508,12 @@ def path_update(mean: torch.Tensor, progress: float, final: bool, evaluations: i
 
 METHOD = Method("ig", "Integrated gradients", IntegratedGradientsParams, integrated_gradients, baseline=path_start,
                 units="share of the probability", choices={"rule": RULES}, image_or_value=("baseline",),
-                display=Display("absolute", 2.0))
+                display=Display("absolute", 2.0), hints={
+                    "steps": "Nodes along the path (0: adaptive, refined until the tolerance is met)",
+                    "rule": "Quadrature rule of a fixed run (Gauss-Legendre is Captum's)",
+                    "tolerance": "Adaptive runs (steps 0): the completeness gap allowed, as a share of the score",
+                    "baseline": "Where the path starts: a blur of the image, black, its mean, or a value",
+                    "noise_samples": "SmoothGrad: noisy copies averaged (0: none)",
+                    "noise_level": "SmoothGrad: the noise's spread, as a share of the image's range",
+                    "seed": "Draws the SmoothGrad noise, so that a run repeats",
+                })

@@ -438,4 +438,14 @@ def adaptive_run(sampling: Sampling, params: LimeParams) -> Iterator[Update]:
 
 METHOD = Method("lime", "LIME (superpixels)", LimeParams, lime, baseline=lime_baseline,
                 units="surrogate weight (probability)", choices={"segmentation": tuple(SEGMENTERS)},
-                image_or_value=("fill",), outlines=Outlines("superpixels", superpixels))
+                image_or_value=("fill",), outlines=Outlines("superpixels", superpixels), hints={
+                    "samples": "Perturbed images scored (0: adaptive, until the ranking settles)",
+                    "segments": "Superpixels aimed at: the map's pieces",
+                    "segmentation": "How the image is cut into superpixels",
+                    "fill": "What a switched-off superpixel shows: its mean, a blur, black, or a value",
+                    "seed": "Draws the samples, so that a run repeats",
+                    "kernel_width": "How fast a sample's weight falls as it moves away from the whole image",
+                    "stability": "Adaptive runs (samples 0): how sure of the top five before stopping",
+                    "precision": "Adaptive runs (samples 0): stop once every weight is known to this share "
+                                 "of the largest",
+                })

@@ -69,7 +69,9 @@ class Method:
     ``blur``); both are parsed alike on the command line and in the viewer. ``display`` is how
     the viewer first draws the map, which the reader may change. ``fixed_score`` names what a
     method explains whatever the score chosen (Grad-CAM always the log-odds); None for one that
-    explains the chosen score (:attr:`explain.model_file.LoadedModel.score`).
+    explains the chosen score (:attr:`explain.model_file.LoadedModel.score`). ``hints`` says in
+    a line what each parameter does, for the viewer's tooltips: a name alone ("Precision") does
+    not say that it only matters for an adaptive run.
     """
 
     name: str
@@ -83,6 +85,7 @@ class Method:
     outlines: Outlines | None = None
     display: Display = Display()
     fixed_score: str | None = None
+    hints: Mapping[str, str] = field(default_factory=dict)
 
     def units_for(self, score: str) -> str:
         """The units of a map of ``score``: a method that follows the setting names the probability in

@@ -189,4 +189,9 @@ def occlusion(
 
 METHOD = Method("occlusion", "Occlusion", OcclusionParams, occlusion,
                 baseline=lambda x, params: occlusion_baseline(x, params.baseline, params.window),
-                units="drop in probability", image_or_value=("baseline",))
+                units="drop in probability", image_or_value=("baseline",), hints={
+                    "window": "Side of the square hidden at each position, in model-input pixels",
+                    "stride": "Step between window positions, in model-input pixels",
+                    "baseline": "What hides the window: black, the image's mean, a blur, or a value",
+                    "drill_down": "Share of the fine positions scored, hottest first (1: all, the exact map)",
+                })

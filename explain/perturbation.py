@@ -343,4 +343,16 @@ def perturbation(
 
 METHOD = Method("perturbation", "Meaningful perturbation", PerturbationParams, perturbation,
                 baseline=perturbation_baseline, units="mask: share removed", choices={"mode": MODES},
-                fixed_score="log-probability")
+                fixed_score="log-probability", hints={
+                    "iterations": "Optimisation steps of the mask",
+                    "learning_rate": "Step size of the optimisation",
+                    "lambda_area": "Weight of the mask's size: higher keeps the region smaller",
+                    "lambda_tv": "Weight of the mask's roughness: higher keeps the region smooth",
+                    "beta": "Exponent of the roughness penalty",
+                    "mask_cell": "Side of one mask cell, in model-input pixels",
+                    "blur_sigma": "How much the blur fill blurs, in model-input pixels",
+                    "jitter": "Random shift of the image at each step, in pixels, against artefacts",
+                    "mode": "delete: the smallest region whose removal kills the score; preserve: that alone keeps it",
+                    "seed": "Draws the jitter, so that a run repeats",
+                    "fill": "What a deleted pixel shows: a blur (the paper's), black, the mean, or a value",
+                })

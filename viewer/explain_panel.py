@@ -119,6 +119,7 @@ class ParameterForm(QWidget):
         self.editors: dict[str, QWidget] = {}
         for field in fields(method.params):
             editor = self._editor(field.name, field.default)
+            editor.setToolTip(method.hints.get(field.name, ""))
             self.editors[field.name] = editor
             layout.addRow(field.name.replace("_", " ").capitalize(), editor)
         self.reset()
@@ -139,7 +140,6 @@ class ParameterForm(QWidget):
             box = QComboBox()
             box.setEditable(True)
             box.addItems(list(dict.fromkeys([str(default), *BASELINE_NAMES, "0.0"])))
-            box.setToolTip("A value in model-input space, the image's mean, or a blurred copy")
             return box
         if name in self.method.choices:
             box = QComboBox()

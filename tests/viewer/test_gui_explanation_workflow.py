@@ -79,6 +79,20 @@ def test_the_wheel_over_an_unfocused_parameter_scrolls_the_panel_instead(qtbot, 
     assert editor.value() != before, "a focused box still takes the wheel"
 
 
+def test_every_parameter_says_what_it_does_on_hover(qtbot, window, ui):
+    from dataclasses import fields
+
+    forms = [ui.panel.forms.widget(index) for index in range(ui.panel.forms.count())]
+    assert {form.method.name for form in forms} == {data for data in map(ui.panel.method.itemData,
+                                                                           range(ui.panel.method.count()))}
+    for form in forms:
+        for field in fields(form.method.params):
+            tip = form.editors[field.name].toolTip()
+            assert tip == form.method.hints[field.name] and len(tip.split()) >= 4, (form.method.name, field.name)
+    lime = next(form for form in forms if form.method.name == "lime")
+    assert "samples 0" in lime.editors["precision"].toolTip(), "it says when it applies"
+
+
 def test_explain_and_cancel_stay_put_and_have_keys(qtbot, window, ui, tmp_path):
     from viewer import bindings
 
