@@ -67,5 +67,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return gui_command(argv)
 
 
+#: Commands that end their process without tearing the interpreter down (see :func:`exit_now`).
+QUICK_EXIT = ("explain",)
+
+
+def exit_now(status: int) -> None:
+    """End the process at once, its output flushed, skipping the interpreter's teardown.
+
+    After an explanation the teardown (freeing the model, its activations and torch's modules,
+    one object at a time) took about a second of a 20-second DenseNet-121 run, 5% of the
+    command's time, for nothing the user gets: every result is written, closed and renamed into
+    place before the command returns, and the one background service (Ray) is shut down by it.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if sys.argv[1:2] and sys.argv[1] in QUICK_EXIT:
+        exit_now(status)
+    sys.exit(status)
