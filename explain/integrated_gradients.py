@@ -36,7 +36,7 @@ runs once per update rather than once per node (``explain/linear_stem.py``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -268,11 +268,14 @@ class PathWalk:
 
     def gradients(self, batch: torch.Tensor) -> torch.Tensor:
         """The target score's gradient at each point of a batch from :meth:`points`."""
+        return self._gradients_and_scores(batch)[0]
+
+    def _gradients_and_scores(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.enable_grad():
             point = batch.detach().requires_grad_(True)
             outputs = self.model.target_scores(point.clone() if self.copy_input else point, self.target, self.forward)
             (gradients,) = torch.autograd.grad(outputs.sum(), point)
-        return gradients
+        return gradients, outputs.detach()
 
     def attribution(self, gradient: torch.Tensor, path: int) -> torch.Tensor:
         """A path's attribution from its weighted sum of gradients after the cut."""
@@ -282,13 +285,10 @@ class PathWalk:
     def scored_gradients(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The target score's gradient at each point of a batch from :meth:`points`, at the input
         (carried back through the stem), and the score there."""
-        with torch.enable_grad():
-            point = batch.detach().requires_grad_(True)
-            outputs = self.model.target_scores(point.clone() if self.copy_input else point, self.target, self.forward)
-            (gradients,) = torch.autograd.grad(outputs.sum(), point)
+        gradients, scores = self._gradients_and_scores(batch)
         if self.split:
             gradients = carried_back(self.split.stem, self.device_x, gradients)
-        return gradients, outputs.detach().double()
+        return gradients, scores.double()
 
     def scores(self, input_scores: list[float], noisy: bool) -> dict[str, float]:
         """The scores an update reports; with noise, ``noisy_score`` is the mean over the copies begun."""
@@ -359,19 +359,26 @@ class RefinedPath:
     alphas: np.ndarray
     scores: np.ndarray
     gradients: list[torch.Tensor]
+    slopes: np.ndarray = field(init=False)  # the score's derivative along the path, at each node
+
+    def __post_init__(self) -> None:
+        self.slopes = self._slopes(self.gradients)
+
+    def _slopes(self, gradients: list[torch.Tensor]) -> np.ndarray:
+        return np.array([float((g * self.direction).sum(dtype=torch.float64)) for g in gradients])
 
     def add(self, alphas: np.ndarray, scores: np.ndarray, gradients: list[torch.Tensor]) -> None:
         """New nodes, anywhere along the path."""
         order = np.argsort(np.concatenate([self.alphas, alphas]), kind="stable")
         self.alphas = np.concatenate([self.alphas, alphas])[order]
         self.scores = np.concatenate([self.scores, scores])[order]
+        self.slopes = np.concatenate([self.slopes, self._slopes(gradients)])[order]
         merged = self.gradients + gradients
         self.gradients = [merged[i] for i in order]
 
     def local_gaps(self) -> np.ndarray:
         """Per interval, the trapezoid's rise of the score less the true rise."""
-        slopes = np.array([float((g * self.direction).sum(dtype=torch.float64)) for g in self.gradients])
-        return np.diff(self.alphas) * (slopes[1:] + slopes[:-1]) / 2 - np.diff(self.scores)
+        return np.diff(self.alphas) * (self.slopes[1:] + self.slopes[:-1]) / 2 - np.diff(self.scores)
 
     def to_split(self, room: int, at_least: int = 1) -> np.ndarray:
         """Midpoints of the intervals with the largest local gaps: those that make up half of all

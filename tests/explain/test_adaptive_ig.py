@@ -72,8 +72,8 @@ def test_nodes_go_where_the_slope_jumps():
     def node(alpha: float) -> tuple[float, torch.Tensor]:
         return rise(alpha), torch.full((1, 2, 2), slope(alpha) / 4)
 
-    path = RefinedPath(direction, np.array(FIRST_NODES), *map(list, zip(*(node(a) for a in FIRST_NODES))))
-    path.scores = np.array(path.scores)
+    scores, gradients = zip(*(node(a) for a in FIRST_NODES))
+    path = RefinedPath(direction, np.array(FIRST_NODES), np.array(scores), list(gradients))
     for _ in range(6):
         splits = path.to_split(room=100)
         assert len(splits) == 1 and abs(splits[0] - 0.3) < abs(path.alphas - 0.3).max()
