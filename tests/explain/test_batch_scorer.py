@@ -19,11 +19,16 @@ from tests.model_factory import card_for
 PER_INPUT = {1: 10.0, 2: 6.0, 4: 5.0, 8: 4.9, 16: 4.8, 32: 7.0, 64: 9.0}
 
 
-def sizes_used(count: int, load: Callable[[int], float] = lambda batch: 1.0) -> list[int]:
-    """The size of each batch the scorer runs; ``load(n)`` slows the n-th batch by that factor."""
+def a_model() -> LoadedModel:
+    return LoadedModel(card_for(4, 4), torch.nn.Identity(), torch.device("cpu"), batched=True)
+
+
+def sizes_used(count: int, load: Callable[[int], float] = lambda batch: 1.0, model: LoadedModel | None = None,
+               **options) -> list[int]:
+    """The size of each batch a scorer runs (on a new model unless given, with ``options``); ``load(n)``
+    slows the n-th batch by that factor."""
     now = [0.0]
-    model = LoadedModel(card_for(4, 4), torch.nn.Identity(), torch.device("cpu"), batched=True)
-    scorer = BatchScorer(model, 1, clock=lambda: now[0])
+    scorer = BatchScorer(model or a_model(), 1, clock=lambda: now[0], **options)
     sizes: list[int] = []
 
     def evaluate(batch: range) -> list[int]:
@@ -90,24 +95,10 @@ def test_noisy_timings_with_a_spike_settle_near_the_fastest_size():
 
 
 def test_a_resumed_scorer_starts_at_the_size_the_last_run_on_the_model_settled_on():
-    now = [0.0]
-    model = LoadedModel(card_for(4, 4), torch.nn.Identity(), torch.device("cpu"), batched=True)
-
-    def sizes_of(scorer: BatchScorer, count: int) -> list[int]:
-        sizes: list[int] = []
-
-        def evaluate(batch: range) -> list[int]:
-            now[0] += len(batch) * PER_INPUT[scorer.size]
-            sizes.append(len(batch))
-            return list(batch)
-        for _ in scorer.run(count, lambda a, b: range(a, b), evaluate):
-            pass
-        return sizes
-
-    assert sizes_of(BatchScorer(model, 1, clock=lambda: now[0]), 400)[:7] == [1, 2, 4, 8, 16, 32, 32]
-    resumed = sizes_of(BatchScorer(model, 1, clock=lambda: now[0], resume=True), 130)
+    model = a_model()
+    assert sizes_used(400, model=model)[:7] == [1, 2, 4, 8, 16, 32, 32]
+    resumed = sizes_used(130, model=model, resume=True)
     assert resumed[0] == 16 and settled_on(resumed) == 16
-    assert sizes_of(BatchScorer(model, 1, clock=lambda: now[0]), 20)[:3] == [1, 2, 4], "only on request"
-    other = LoadedModel(card_for(4, 4), torch.nn.Identity(), torch.device("cpu"), batched=True)
-    assert sizes_of(BatchScorer(other, 1, clock=lambda: now[0], resume=True), 20)[0] == 1, "another model grows"
-    assert sizes_of(BatchScorer(model, 1, batch_size=4, clock=lambda: now[0], resume=True), 20)[0] == 4
+    assert sizes_used(20, model=model)[:3] == [1, 2, 4], "only on request"
+    assert sizes_used(20, resume=True)[0] == 1, "another model grows"
+    assert sizes_used(20, model=model, batch_size=4, resume=True)[0] == 4
