@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from cli import interrupt
 from explain.heap import keep_freed_memory
@@ -71,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 QUICK_EXIT = ("explain",)
 
 
-def exit_now(status: int) -> None:
+def exit_now(status: int) -> NoReturn:
     """End the process at once, its output flushed, skipping the interpreter's teardown.
 
     After an explanation the teardown (freeing the model, its activations and torch's modules,

@@ -53,6 +53,7 @@ def compare(name: str, model: LoadedModel, repeats: int, tolerance: float) -> No
 
     captum_gap = relative_gap(run_captum()[0].detach().numpy(), float(ends[0]), float(ends[1]))
     tolerances = {"adaptive": tolerance, "as Captum": captum_gap}
+
     def adaptive(tol: float) -> object:
         return final(integrated_gradients(model, x, TARGET, IntegratedGradientsParams(steps=0, tolerance=tol)))
 
