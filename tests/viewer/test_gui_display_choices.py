@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from dicom.bundled import DEMO_MODEL, DEMO_STUDY
 from explain.method import Display
 from explain.preprocessing import to_image_grid
 from tests.viewer.conftest import coloured, coloured_fraction, on_screen, view_rgb
 from viewer.explanation_ui import ExplanationUi
+
+#: The demo's fluid as a share of the film: the demo model's heat gathers there.
+FLUID_SHARE = float((np.asarray(Image.open(DEMO_STUDY.with_suffix(".mask.png"))) > 0).mean())
 
 
 def explain(qtbot, ui: ExplanationUi, method: str, **options: int | str) -> np.ndarray:
@@ -35,7 +39,7 @@ def ui(qtbot, window):
     ui.wait_until_ready()
     window.open_paths([str(DEMO_STUDY)])
     ui.panel.trust_figures.setChecked(False)
-    explain(qtbot, ui, "ig", steps=16, baseline="black")  # from black the path credits the whole film
+    explain(qtbot, ui, "ig", steps=16, baseline="black")
     yield ui
     ui.shutdown()
 
@@ -61,8 +65,8 @@ def test_gradients_start_smoothed_in_absolute_value_where_signed_speckle_is_fain
     smoothed_magnitude = coloured_fraction(ui.window)
     show(qtbot, ui, Display("signed", 0.0))
     speckle = coloured_fraction(ui.window)
-    # The demo model looks only near the fluid, so even from black its heat covers about 5% of the film.
-    assert smoothed_magnitude > 0.03, "the heat is plain to see"
+    # The demo model's score changes with the fluid alone, so its heat covers about the fluid's area.
+    assert smoothed_magnitude > 0.4 * FLUID_SHARE, "the heat is plain to see"
     assert smoothed_magnitude > 2 * speckle, "far more than the signed speckle shows"
 
 
@@ -81,7 +85,8 @@ def test_smoothing_changes_the_screen_and_the_capture_but_not_the_stored_map(qtb
     sharp, sharp_capture = view_rgb(ui.window.view), ui.exports.on_screen()
     show(qtbot, ui, Display("absolute", 3.0))
     smooth, smooth_capture = view_rgb(ui.window.view), ui.exports.on_screen()
-    assert (np.abs(smooth - sharp).max(axis=2) > 30).mean() > 0.02, "the screen changed (the heat is 5% of it)"
+    changed = (np.abs(smooth - sharp).max(axis=2) > 30).mean()
+    assert changed > 0.25 * FLUID_SHARE, "the screen changed over much of the fluid's area, where the heat is"
     assert np.array_equal(ui.heat, raw, equal_nan=True) and np.array_equal(ui.outcome.final.heatmap, raw, equal_nan=True)
     on_image = to_image_grid(raw, smooth_capture.shown.shape[:2])
     for exported in (sharp_capture, smooth_capture):
