@@ -159,11 +159,15 @@ class BatchScorer:
         count: int,
         make_batch: Callable[[int, int], torch.Tensor],
         evaluate: Callable[[torch.Tensor], Any] | None = None,
+        together: int = 1,
     ) -> Iterator[tuple[int, Any]]:
         """Yield ``(start, results)`` for inputs ``start ..`` in order until all ``count`` are done.
 
         ``make_batch(start, stop)`` builds the inputs on the device; ``evaluate`` turns a batch
         into results, the target's scores by default (gradient methods pass their own).
+        Batches hold at least ``together`` inputs (within the largest batch): a caller whose
+        inputs come a few at a time, each few waiting for the last, knows a batch of them costs
+        less than their share of growing one. Such a larger batch teaches the tuning nothing.
         Stops quietly when the cancel token is set, at the latest one batch after it was.
         """
         evaluate = evaluate or self.target_scores
@@ -171,7 +175,7 @@ class BatchScorer:
         while start < count:
             if self.cancel.cancelled:
                 return
-            stop = min(start + self.size, count)
+            stop = min(start + max(self.size, min(together, self.max_batch)), count)
             began = self.clock()
             try:
                 results = evaluate(make_batch(start, stop))

@@ -102,3 +102,27 @@ def test_a_resumed_scorer_starts_at_the_size_the_last_run_on_the_model_settled_o
     assert sizes_used(20, model=model)[:3] == [1, 2, 4], "only on request"
     assert sizes_used(20, resume=True)[0] == 1, "another model grows"
     assert sizes_used(20, model=model, batch_size=4, resume=True)[0] == 4
+
+
+def test_inputs_that_come_together_share_a_batch_within_the_largest():
+    # Rounds of 5 inputs, each waiting on the last (integrated gradients' refinements): a scorer
+    # still at size one runs each round as one batch, and learns no size from it.
+    now = [0.0]
+    scorer = BatchScorer(a_model(), 1, clock=lambda: now[0])
+    sizes: list[int] = []
+
+    def evaluate(batch: range) -> list[int]:
+        now[0] += len(batch) * PER_INPUT[1]
+        sizes.append(len(batch))
+        return list(batch)
+
+    for _ in range(3):
+        assert [start for start, _ in scorer.run(5, lambda a, b: range(a, b), evaluate, together=5)] == [0]
+    assert sizes == [5, 5, 5] and scorer.size == 1 and not scorer.rates
+    sizes.clear()
+    list(scorer.run(200, lambda a, b: range(a, b), evaluate, together=100))
+    assert sizes == [64, 64, 64, 8], "never past the largest batch"
+    sizes.clear()
+    fixed = BatchScorer(a_model(), 1, batch_size=2)
+    list(fixed.run(5, lambda a, b: range(a, b), evaluate, together=5))
+    assert sizes == [2, 2, 1], "a batch size the user set is the largest"
