@@ -9,7 +9,7 @@ steps and baseline.
 With ``steps`` of 0 the rule is adaptive: the trapezoid rule on both ends and the middle, its
 intervals split where the gap arises (the scores at the nodes tell), until the completeness gap
 has been below ``tolerance`` of ``f(input) - f(baseline)`` on two refinements in a row or
-:data:`MAX_ADAPTIVE_NODES` are spent. The gradients are kept per node, taken after the stem (below).
+:data:`MAX_ADAPTIVE_NODES` are spent. The gradients are kept per node, at the input's size.
 Each refinement streams as an update, exactly the rule on the nodes so far.
 
 The nodes are evaluated in an interleaved order that covers the whole path early (both ends,
@@ -256,10 +256,6 @@ class PathWalk:
         self.score, self.baseline_score = float(ends[0]), float(ends[1])
         self.split = split_linear_stem(model.module)
         self.forward = self.split.rest if self.split else None
-        # The paths as the gradients see them: the stem is affine, so it carries each straight
-        # path to the straight path between its images of the two ends.
-        self.paths_after_stem = (after_stem(self.split, self.inputs) - after_stem(self.split, self.baseline[None])
-                                 if self.split else self.paths)
         # Autograd refuses to let a graph write into the leaf it differentiates by. The rest after a
         # cut overwrites nothing; a whole model keeps its in-place operators (explain/in_place.py),
         # so it gets a copy of the batch, through which the gradient flows back.
@@ -272,20 +268,27 @@ class PathWalk:
 
     def gradients(self, batch: torch.Tensor) -> torch.Tensor:
         """The target score's gradient at each point of a batch from :meth:`points`."""
-        return self.gradients_and_scores(batch)[0]
+        return self._gradients_and_scores(batch)[0]
 
-    def gradients_and_scores(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`gradients`, and the target score at each point (float64) from the same forward pass."""
+    def _gradients_and_scores(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.enable_grad():
             point = batch.detach().requires_grad_(True)
             outputs = self.model.target_scores(point.clone() if self.copy_input else point, self.target, self.forward)
             (gradients,) = torch.autograd.grad(outputs.sum(), point)
-        return gradients, outputs.detach().double()
+        return gradients, outputs.detach()
 
     def attribution(self, gradient: torch.Tensor, path: int) -> torch.Tensor:
         """A path's attribution from its weighted sum of gradients after the cut."""
         at_input = carried_back(self.split.stem, self.device_x, gradient[None])[0] if self.split else gradient
         return at_input * self.paths[path]
+
+    def scored_gradients(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The target score's gradient at each point of a batch from :meth:`points`, at the input
+        (carried back through the stem), and the score there."""
+        gradients, scores = self._gradients_and_scores(batch)
+        if self.split:
+            gradients = carried_back(self.split.stem, self.device_x, gradients)
+        return gradients, scores.double()
 
     def scores(self, input_scores: list[float], noisy: bool) -> dict[str, float]:
         """The scores an update reports; with noise, ``noisy_score`` is the mean over the copies begun."""
@@ -343,20 +346,16 @@ NARROWEST_INTERVAL = 2.0**-16
 
 @dataclass
 class RefinedPath:
-    """One path's nodes so far, in order along it, with the score and its gradient at each.
+    """One path's nodes so far, in order along it, with the score and its input gradient at each.
 
     The score is known exactly at every node (the gradient's own forward pass gives it), so each
     interval between neighbours has a local gap: the trapezoid rule's estimate of the score's rise
     over it, from the slopes at its ends, less the rise itself. The local gaps add up to the
     completeness gap, and their absolute values bound it; an interval where a ReLU or a max pool
     switches along the path shows a large one, and is the one to split.
-
-    The gradients are where the walk takes them (after the model's affine stem, if it was cut)
-    and ``direction`` is the path there, so that they are carried back to the input only once
-    per refinement, summed (:meth:`PathWalk.attribution`).
     """
 
-    direction: torch.Tensor  # the path's end less its start, where the gradients are taken
+    direction: torch.Tensor  # the path's input less its baseline
     alphas: np.ndarray
     scores: np.ndarray
     gradients: list[torch.Tensor]
@@ -393,13 +392,14 @@ class RefinedPath:
         chosen = worst[:count]
         return (self.alphas[chosen] + self.alphas[chosen + 1]) / 2
 
-    def weighted_sum(self) -> torch.Tensor:
-        """The trapezoid rule's weighted sum of the gradients over the nodes."""
+    def attribution(self) -> torch.Tensor:
+        """The trapezoid rule over the nodes, times the path's direction."""
         widths = np.diff(self.alphas)
         weights = np.zeros(len(self.alphas))
         weights[:-1] += widths / 2
         weights[1:] += widths / 2
-        return sum(float(w) * g for w, g in zip(weights, self.gradients))
+        total = sum(float(w) * g for w, g in zip(weights, self.gradients))
+        return total * self.direction
 
 
 #: A refinement round waits for the last one's scores, so its nodes share a batch even before the
@@ -408,13 +408,15 @@ ROUND_BATCH = 8
 
 
 def scored_nodes(walk: PathWalk, requests: list[tuple[int, float]]) -> list[tuple[torch.Tensor, float]] | None:
-    """The gradient (where the walk takes it) and the score at each ``(path, alpha)``, in order;
-    None when cancelled."""
+    """The gradient at the input and the score at each ``(path, alpha)``, in order; None when cancelled.
+
+    The round's nodes go in one batch (up to :data:`ROUND_BATCH`), whatever the scorer's tuned size.
+    """
     which = torch.tensor([path for path, _ in requests], device=walk.model.device)
     alphas = torch.tensor([alpha for _, alpha in requests], dtype=torch.float32, device=walk.model.device)
     results: list[tuple[torch.Tensor, float]] = []
     for _, (gradients, scores) in walk.scorer.run(len(requests), lambda start, stop: walk.points(
-            alphas[start:stop], which[start:stop]), walk.gradients_and_scores, together=ROUND_BATCH):
+            alphas[start:stop], which[start:stop]), walk.scored_gradients, together=ROUND_BATCH):
         results.extend(zip(gradients, scores.tolist()))
     return None if walk.scorer.cancel.cancelled else results
 
@@ -442,14 +444,14 @@ def adaptive_rule(walk: PathWalk, params: IntegratedGradientsParams) -> Iterator
         return
     (start_gradient, start_score), rest = first[0], first[1:]
     later = len(FIRST_NODES) - 1
-    paths = [RefinedPath(walk.paths_after_stem[p], np.array(FIRST_NODES),
+    paths = [RefinedPath(walk.paths[p], np.array(FIRST_NODES),
                          np.array([start_score] + [score for _, score in rest[p * later:(p + 1) * later]]),
                          [start_gradient] + [gradient for gradient, _ in rest[p * later:(p + 1) * later]])
              for p in range(count)]
     deltas = explained - walk.baseline_score
     within = [0] * count  # refinements in a row within the tolerance, per path
     while True:
-        attributions = [walk.attribution(path.weighted_sum(), p) for p, path in enumerate(paths)]
+        attributions = [path.attribution() for path in paths]
         gaps = [float(a.sum(dtype=torch.float64)) - d for a, d in zip(attributions, deltas)]
         for p in range(count):
             within[p] = within[p] + 1 if abs(gaps[p]) <= params.tolerance * abs(deltas[p]) else 0

@@ -66,15 +66,14 @@ def test_no_node_is_evaluated_twice(monkeypatch, cnn, image):
 
 def test_each_refinement_is_one_batch(monkeypatch, cnn, image):
     """A round's nodes wait for the last round's scores: they share a batch (up to ROUND_BATCH),
-    however small the scorer's own size still is, and the stem's backward pass runs once per refinement."""
+    however small the scorer's own size still is."""
     batches: list[int] = []
-    gradients_and_scores = PathWalk.gradients_and_scores
+    scored_gradients = PathWalk.scored_gradients
 
     def recording(self, batch):
         batches.append(len(batch))
-        return gradients_and_scores(self, batch)
-    monkeypatch.setattr(PathWalk, "gradients_and_scores", recording)
-    carried = spy_on_carried_back(monkeypatch)
+        return scored_gradients(self, batch)
+    monkeypatch.setattr(PathWalk, "scored_gradients", recording)
     rounds, steps = [], 0
     for update in integrated_gradients(cnn, image, 1, IntegratedGradientsParams(steps=0, tolerance=0.002)):
         added = int(update.figures["steps_used"]) - steps
@@ -85,20 +84,6 @@ def test_each_refinement_is_one_batch(monkeypatch, cnn, image):
     assert any(added > ROUND_BATCH for added, _ in rounds) and any(1 < added < ROUND_BATCH for added, _ in rounds)
     for added, sizes in rounds[1:]:
         assert sizes == [ROUND_BATCH] * (added // ROUND_BATCH) + [added % ROUND_BATCH] * (added % ROUND_BATCH > 0)
-    assert carried == [1] * len(rounds), "one summed gradient carried back per update"
-
-
-def spy_on_carried_back(monkeypatch) -> list[int]:
-    """Records how many gradients each backward pass of the stem carries."""
-    import explain.integrated_gradients as module
-    seen: list[int] = []
-    carried_back = module.carried_back
-
-    def recording(stem, x, gradients):
-        seen.append(len(gradients))
-        return carried_back(stem, x, gradients)
-    monkeypatch.setattr(module, "carried_back", recording)
-    return seen
 
 
 def test_nodes_go_where_the_slope_jumps():
@@ -117,7 +102,7 @@ def test_nodes_go_where_the_slope_jumps():
         assert len(splits) == 1 and abs(splits[0] - 0.3) < abs(path.alphas - 0.3).max()
         scores, gradients = zip(*(node(a) for a in splits))
         path.add(splits, np.array(scores), list(gradients))
-    gap = float((path.weighted_sum() * direction).sum()) - rise(1.0)
+    gap = float(path.attribution().sum()) - rise(1.0)
     assert abs(gap) < 0.01 * rise(1.0) < abs(np.diff(FIRST_NODES).max() * 2 * 0.3)
     assert np.allclose(path.local_gaps()[np.abs(path.alphas[:-1] - 0.3) > 0.05], 0.0)
 
