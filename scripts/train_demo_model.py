@@ -546,9 +546,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gradient-penalty", type=float, default=Settings.gradient_penalty,
                         help="weight of the score's input gradient off the fluid (default 1; 0 with "
                              "--lesion-penalty 0 trains the twin)")
+    parser.add_argument("--gradient-every", type=int, default=Settings.gradient_every,
+                        help="batches per gradient penalty (default 2: each costs a second backward pass)")
     args = parser.parse_args(argv)
+    if args.gradient_every < 1:
+        parser.error(f"--gradient-every must be 1 or more, not {args.gradient_every}")
     settings = Settings(seed=args.seed, bodies=args.bodies, epochs=args.epochs, lesion_penalty=args.lesion_penalty,
-                        gradient_penalty=args.gradient_penalty)
+                        gradient_penalty=args.gradient_penalty, gradient_every=args.gradient_every)
     torch.set_num_threads(THREADS)
     torch.use_deterministic_algorithms(True)
     started = time.perf_counter()

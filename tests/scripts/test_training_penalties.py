@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from train_demo_model import GRADIENT_MARGIN, gradient_outside, votes_outside
+from train_demo_model import GRADIENT_MARGIN, gradient_outside, main, votes_outside
 
 SIZE = 32
 
@@ -57,3 +57,11 @@ def test_the_vote_penalty_is_the_winning_votes_share_off_the_fluid() -> None:
     assert float(votes_outside(votes[:1], masks[:1])) == pytest.approx(0.0, abs=1e-6)
     assert float(votes_outside(votes[1:], masks[1:])) == pytest.approx(1.0, abs=1e-6)
     assert float(votes_outside(votes, masks)) == pytest.approx(0.5, abs=1e-6), "averaged over the effusion films"
+
+
+@pytest.mark.parametrize("every", ["0", "-2"])
+def test_a_gradient_penalty_never_applied_is_refused_before_any_work(every, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--gradient-every", every, "--data", "/nonexistent/phantoms"])
+    assert stopped.value.code == 2
+    assert f"--gradient-every must be 1 or more, not {every}" in capsys.readouterr().err

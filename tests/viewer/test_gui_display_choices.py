@@ -87,7 +87,8 @@ def test_smoothing_changes_the_screen_and_the_capture_but_not_the_stored_map(qtb
     smooth, smooth_capture = view_rgb(ui.window.view), ui.exports.on_screen()
     changed = (np.abs(smooth - sharp).max(axis=2) > 30).mean()
     assert changed > 0.25 * FLUID_SHARE, "the screen changed over much of the fluid's area, where the heat is"
-    assert np.array_equal(ui.heat, raw, equal_nan=True) and np.array_equal(ui.outcome.final.heatmap, raw, equal_nan=True)
+    assert np.array_equal(ui.heat, raw, equal_nan=True)
+    assert np.array_equal(ui.outcome.final.heatmap, raw, equal_nan=True)
     on_image = to_image_grid(raw, smooth_capture.shown.shape[:2])
     for exported in (sharp_capture, smooth_capture):
         assert np.array_equal(exported.heatmap, on_image, equal_nan=True), "the Parametric Map keeps the raw map"
